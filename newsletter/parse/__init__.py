@@ -1,0 +1,1 @@
+"""Parsers: one per upstream layout, all producing ParsedPost / ParsedPaper records."""

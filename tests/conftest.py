@@ -1,0 +1,74 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when it answers), settings, the corpus location."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+CORPUS = ROOT.parent / "shared" / "corpus"
+PG_URL = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def corpus_or_skip() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"real-data corpus not found at {CORPUS} (it sits beside the repository, not in it)")
+    return CORPUS
+
+
+def _pg_reason() -> str | None:
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install -e '.[dev]')"
+    try:
+        dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except Exception as exc:
+        return f"PostgreSQL does not answer at {PG_URL}: {str(exc).strip().splitlines()[0]}"
+    return None
+
+
+PG_SKIP = _pg_reason()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """A fresh, empty database: a SQLite file, or a throwaway schema in PostgreSQL's `test` database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/store.db"
+        return
+    if PG_SKIP:
+        pytest.skip(PG_SKIP)
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(db_url, tmp_path, monkeypatch) -> Settings:
+    """Settings on the bundled defaults, with the database and the raw archive in this test's folders."""
+    monkeypatch.chdir(tmp_path)
+    base = load_settings(ROOT / "newsletter.toml")
+    return replace(base, database_url=db_url, archive_dir=str(tmp_path / "raw"))
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path, monkeypatch) -> Settings:
+    monkeypatch.chdir(tmp_path)
+    base = load_settings(ROOT / "newsletter.toml")
+    return replace(base, database_url=f"sqlite:///{tmp_path}/store.db", archive_dir=str(tmp_path / "raw"))
