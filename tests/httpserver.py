@@ -14,7 +14,7 @@ class Server:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self):
                 outer.requests.append((self.path, dict(self.headers)))
                 route = outer.routes.get(self.path, (404, {}, b"not found"))
                 if callable(route):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.parse.common import cjk_share, norm_ws
+from newsletter.parse.common import cjk_share, looks_like_llm_error, norm_ws
 from newsletter.parse.digest_text import parse_digest_text, parse_text_post, topic_from_slug
 
 FIXTURE = Path(__file__).parent / "fixtures" / "text" / "2025-06-02_3dgs.txt"
@@ -127,6 +127,20 @@ def test_summary_without_heading_after_links_block():
     assert body.papers[0].summary_zh == "这是总结。"
 
 
+def test_bullets_without_takeaways_heading_are_still_takeaways():
+    body = parse_digest_text("T\nAuthors:A\nAbs.\n论文及项目相关链接\nSummary\n总结。\n- 要点一\n- 要点二\n")
+    assert body.papers[0].summary_zh == "总结。"
+    assert body.papers[0].takeaways == ["要点一", "要点二"]
+
+
+def test_hard_wrapped_lines_are_joined():
+    body = parse_digest_text(
+        "T\nAuthors:A\nWe propose a mask-\nbased method for\nsegmentation.\n本文提出一种基于\n掩膜的方法。\n"
+    )
+    assert body.papers[0].abstract == "We propose a mask-based method for segmentation."
+    assert body.papers[0].abstract_zh == "本文提出一种基于掩膜的方法。"
+
+
 def test_date_from_heading_when_file_name_has_none():
     post = parse_text_post("2025-05-28 更新\nT\nAuthors:A\nAbs.\n", "/tmp/some dir/vision-transformer.txt")
     assert post.post_date == date(2025, 5, 28) and post.topic == "Vision Transformer"
@@ -195,24 +209,40 @@ def _after(segment: list[str], headings: set[str]) -> list[str]:
 @pytest.mark.skipif(not _corpus_files(), reason=f"corpus of plain-text digests not found at {CORPUS / 'text'}")
 @pytest.mark.parametrize("path", _corpus_files(), ids=lambda p: p.name)
 def test_corpus_parses_completely(path: Path):
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     lines = [line.strip() for line in text.splitlines()]
     post = parse_text_post(text, path.name)
     segments = _raw_segments(lines)
 
-    assert len(post.papers) == len(segments) > 0
-    pdf_lines = [_PDF_LINE.match(line) for line in lines]
-    assert [norm_ws(m.group(1)) or None for m in pdf_lines if m] == [
-        p.comment for p, (_, seg) in zip(post.papers, segments, strict=True) if any(_PDF_LINE.match(x) for x in seg)
-    ]
-    for paper, (authors_at, segment) in zip(post.papers, segments, strict=True):
-        assert paper.title == norm_ws(next(x for x in reversed(lines[:authors_at]) if x))
-        assert paper.authors and all(paper.authors)
-        assert paper.abstract and cjk_share(paper.abstract) < 0.1
-        if any(cjk_share(x) > 0.3 for x in segment[1 : segment.index("论文及项目相关链接")]):
-            assert paper.abstract_zh and cjk_share(paper.abstract_zh) > 0.3
-        if _after(segment, {"Summary", "摘要"}):
-            assert paper.summary_zh == "\n\n".join(_after(segment, {"Summary", "摘要"}))
-        bullets = [x for x in _after(segment, {"Key Takeaways", "关键见解"}) if x.startswith("- ")]
-        assert paper.takeaways == [x[2:].strip() for x in bullets]
     assert post.heading_date is not None
+    assert len(post.papers) == len(segments) > 0  # one paper per Authors line
+    # Every "PDF ..." line is the comment of the paper it sits in, in order.
+    pdf_lines = [m for m in map(_PDF_LINE.match, lines) if m]
+    with_pdf = [p for p, (_, seg) in zip(post.papers, segments, strict=True) if any(map(_PDF_LINE.match, seg))]
+    assert [p.comment for p in with_pdf] == [norm_ws(m.group(1)) or None for m in pdf_lines]
+    for paper, (authors_at, segment) in zip(post.papers, segments, strict=True):
+        _check_paper_against_text(paper, segment, title_line=next(x for x in reversed(lines[:authors_at]) if x))
+
+
+def _check_paper_against_text(paper, segment: list[str], title_line: str) -> None:
+    """Each field is present whenever the text has it, and holds that text."""
+    assert paper.title == norm_ws(title_line)
+    if norm_ws(segment[0].partition(":")[2]):
+        assert paper.authors and all(paper.authors)
+    links_at = segment.index("论文及项目相关链接") if "论文及项目相关链接" in segment else len(segment)
+    before_links = [x for x in segment[1:links_at] if x]
+    if any(cjk_share(x) < 0.1 for x in before_links):
+        assert paper.abstract and cjk_share(paper.abstract) < 0.1
+    if any(cjk_share(x) > 0.3 for x in before_links):
+        assert paper.abstract_zh and cjk_share(paper.abstract_zh) > 0.3
+    summary = _after(segment, {"Summary", "摘要"})
+    if summary and not looks_like_llm_error(summary[0]):
+        assert _squash(paper.summary_zh) == _squash("".join(summary))
+    bullets = [x for x in _after(segment, {"Key Takeaways", "关键见解"}) if x.startswith("- ")]
+    assert len(paper.takeaways) == len(bullets)
+    assert all(_squash(t).startswith(_squash(x[2:])) for x, t in zip(bullets, paper.takeaways, strict=True))
+
+
+def _squash(text: str | None) -> str:
+    """Text without any whitespace: paragraph joining may differ, the words may not."""
+    return re.sub(r"\s+", "", text or "")

@@ -9,6 +9,7 @@ Any section may be missing, so the parser is a small state machine keyed on thos
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import PurePosixPath
 
@@ -202,54 +203,65 @@ def _is_chrome(line: str) -> bool:
 
 
 def _parse_paper(title: str | None, authors: str, segment: list[str], warnings: list[str]) -> ParsedPaper:
-    sections = _sections(segment)
+    sections = _Sections.read(segment)
     comment, extra = _links(sections)
-    abstract, abstract_zh = _split_languages(_paragraphs(sections["body"]))
+    abstract, abstract_zh = _split_languages(_paragraphs(sections.body))
     label = norm_ws(title) or f"paper with authors {norm_ws(authors)[:60]!r}"
     if title is None:
         warnings.append(f"{label}: no title line before the Authors line")
     if not abstract:
         warnings.append(f"{label}: no English abstract")
-    summary_lines = sections["summary"] if "summary" in sections["seen"] else extra
-    summary = _summary(summary_lines, label, warnings)
+    # Without a summary heading, prose left in the links block is the summary.
+    summary = _summary(sections.summary if "summary" in sections.seen else extra, label, warnings)
     return ParsedPaper(
         title=norm_ws(title),
         authors=[a for a in _AUTHOR_SEP.split(norm_ws(authors)) if a],
         abstract=abstract,
         abstract_zh=abstract_zh,
         summary_zh=summary,
-        takeaways=_takeaways(sections["takeaways"]),
+        takeaways=_takeaways(sections.takeaways),
         comment=comment,
     )
 
 
-def _sections(segment: list[str]) -> dict[str, list[str]]:
-    """Lines grouped by the marker they follow; ``seen`` lists the markers present."""
-    out: dict[str, list[str]] = {"body": [], "links": [], "summary": [], "takeaways": [], "screens": []}
-    seen: list[str] = []
-    state = "body"
-    for line in segment:
-        if _is_chrome(line):
-            continue
-        marker = _marker(line) if line.strip() else None
-        if marker:
-            state = marker
-            seen.append(marker)
-            continue
-        out[state].append(line)
-    out["seen"] = seen
-    return out
+@dataclass
+class _Sections:
+    """A paper's lines grouped by the marker line they follow."""
+
+    body: list[str] = field(default_factory=list)  # abstract + translation
+    links: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    takeaways: list[str] = field(default_factory=list)
+    screens: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)  # markers present
+
+    @classmethod
+    def read(cls, segment: list[str]) -> _Sections:
+        sections = cls()
+        state = "body"
+        for line in segment:
+            if _is_chrome(line):
+                continue
+            marker = _marker(line) if line.strip() else None
+            if marker:
+                state = marker
+                sections.seen.add(marker)
+                continue
+            if state in ("links", "summary") and line.lstrip().startswith("- "):
+                state = "takeaways"  # bullets right after the summary: the takeaways heading was lost
+            getattr(sections, state).append(line)
+        return sections
 
 
-def _links(sections: dict[str, list[str]]) -> tuple[str | None, list[str]]:
+def _links(sections: _Sections) -> tuple[str | None, list[str]]:
     """The arXiv comment from the ``PDF`` line, and the other lines of the links block.
 
-    Without a links heading, a PDF line closing the abstract block is taken instead.
+    Without a links heading, a PDF line closing the abstract block is taken (out of the body) instead.
     """
-    if "links" in sections["seen"]:
-        block = sections["links"]
+    if "links" in sections.seen:
+        block = sections.links
     else:
-        body = sections["body"]
+        body = sections.body
         filled = [i for i, line in enumerate(body) if line.strip()]
         last = filled[-1] if filled else None
         block = body[last:] if last is not None and _PDF.match(body[last].strip()) else []
@@ -299,9 +311,11 @@ def _flush(paras: list[str], current: str) -> str:
 
 
 def _join(left: str, right: str) -> str:
-    # Chinese is written without spaces (also next to English terms): a wrap at an ideograph adds none.
+    # Chinese is written without spaces (also next to English terms): a wrap at an ideograph adds none;
+    # neither does a wrap after the hyphen of a compound ("mask-" + "based").
     cjk_edge = _CJK_CHAR.match(left[-1]) or _CJK_CHAR.match(right[0])
-    return left + right if cjk_edge else f"{left} {right}"
+    hyphen = len(left) > 1 and left[-1] == "-" and left[-2].isalnum()
+    return left + right if cjk_edge or hyphen else f"{left} {right}"
 
 
 def _split_languages(paras: list[str]) -> tuple[str, str | None]:

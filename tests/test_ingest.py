@@ -1,0 +1,167 @@
+"""Ingest end to end on the bundled sample and on bad input: archive, fetch log, replay, failures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter import cli
+from newsletter.config import SAMPLE_DIR, Source
+from newsletter.db import session_scope
+from newsletter.ingest import ingest, ingest_file, replay
+from newsletter.models import AcceptanceEvent, FetchLog, Paper, Sighting
+from newsletter.query import PaperFilter, find_papers, paper_record
+from tests.httpserver import Server, slow
+
+SAMPLE_FEED = SAMPLE_DIR / "feed.xml"
+SAMPLE_PAPERS = 9  # distinct papers in newsletter/sample (feed + Markdown + text, with overlaps)
+
+
+def store_snapshot(url: str) -> list[dict]:
+    with session_scope(url) as s:
+        return [paper_record(p) for p in find_papers(s, PaperFilter())]
+
+
+def n_rows(url: str, model) -> int:
+    with session_scope(url) as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_sample_ingest_dedupes_across_layouts_and_is_idempotent(settings):
+    reports = ingest(settings)
+    assert [r.status for r in reports] == ["ok", "ok", "ok"], [r.error for r in reports]
+    papers = store_snapshot(settings.database_url)
+    assert len(papers) == SAMPLE_PAPERS
+    by_title = {p["title"]: p for p in papers}
+    # The plain-text copy (no arXiv id) merged with the feed's copy (with id).
+    sparse = by_title["Diffusion Priors for Sparse-View 3D Reconstruction"]
+    assert sparse["arxiv_id"] == "2611.12345"
+    assert set(sparse["topics"]) == {"3DGS", "Diffusion Models", "Vision Transformer"}
+    # Under review on 11-24, accepted with v2 on 11-25: one acceptance event dated 11-25.
+    flow = next(p for p in papers if p["arxiv_id"] == "2611.10421")
+    assert flow["venue"] == {"accepted": True, "venue": "CVPR", "year": 2027, "track": None}
+    assert [s["version"] for s in flow["sightings"]] == ["v1", "v2"]
+    assert n_rows(settings.database_url, AcceptanceEvent) == 1
+    # A second run: every local source is unchanged, nothing new is stored.
+    before = n_rows(settings.database_url, Sighting)
+    again = ingest(settings)
+    assert [r.status for r in again] == ["not modified"] * 3
+    assert n_rows(settings.database_url, Sighting) == before and store_snapshot(settings.database_url) == papers
+
+
+def test_http_source_conditional_get_archive_and_replay(settings, tmp_path):
+    body = SAMPLE_FEED.read_bytes()
+
+    def route(handler):
+        if handler.headers.get("If-None-Match") == '"s1"':
+            return 304, {"ETag": '"s1"'}, b""
+        return 200, {"ETag": '"s1"', "Content-Type": "application/atom+xml"}, body
+
+    with Server() as srv:
+        srv.routes["/atom.xml"] = route
+        live = replace(settings, sources=(Source("blog", "feed", url=srv.base + "/atom.xml"),))
+        [first] = ingest(live)
+        [second] = ingest(live)
+    assert first.status == "ok" and first.stats.papers_new > 0
+    assert second.status == "not modified"
+    with session_scope(settings.database_url) as s:
+        logs = s.scalars(select(FetchLog).order_by(FetchLog.id)).all()
+        assert [log.http_status for log in logs] == [200, 304]
+        sha = logs[0].sha256
+    assert (Path(settings.archive_dir) / sha[:2] / sha).read_bytes() == body
+    # Replay into an empty database rebuilds the same papers without the network.
+    fresh = replace(settings, database_url=f"sqlite:///{tmp_path}/replayed.db")
+    with session_scope(fresh.database_url) as s:
+        columns = [c.key for c in FetchLog.__table__.columns]
+        s.add_all([FetchLog(**{c: getattr(log, c) for c in columns}) for log in logs])
+    [report] = replay(fresh)
+    assert report.payloads == 1
+
+    def without_times(records):
+        return [{k: v for k, v in r.items() if k != "first_seen_at"} for r in records]
+
+    assert without_times(store_snapshot(fresh.database_url)) == without_times(store_snapshot(settings.database_url))
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [((404, {}, b"gone"), "404"), ((500, {}, b"boom"), "500"), (slow(1.0), "timeout")],
+    ids=["404", "500", "timeout"],
+)
+def test_unreachable_source_fails_alone(sqlite_settings, route, expected, capsys):
+    fast = replace(sqlite_settings.fetch, timeout=0.3, retries=1, backoff=0.01)
+    with Server() as srv:
+        srv.routes["/atom.xml"] = route
+        sources = (Source("broken", "feed", url=srv.base + "/atom.xml"), *sqlite_settings.sources)
+        reports = ingest(replace(sqlite_settings, sources=sources, fetch=fast))
+        assert reports[0].failed and expected in reports[0].error and reports[0].source == "broken"
+        assert all(r.status == "ok" for r in reports[1:])
+        code = cli._print_reports(reports)
+    assert code == 1
+    assert "source broken failed" in capsys.readouterr().err
+    assert len(store_snapshot(sqlite_settings.database_url)) == SAMPLE_PAPERS
+
+
+def test_truncated_feed_keeps_what_it_can_and_loses_nothing(sqlite_settings, tmp_path):
+    ingest_file(sqlite_settings, SAMPLE_FEED)
+    before = store_snapshot(sqlite_settings.database_url)
+    data = SAMPLE_FEED.read_bytes()
+    cut = tmp_path / "truncated.xml"
+    cut.write_bytes(data[: int(len(data) * 0.45)])
+    report = ingest_file(sqlite_settings, cut)
+    assert report.stats.warnings, "a truncated feed must be reported"
+    assert any("truncated.xml" in w or "file" in w for w in report.stats.warnings)
+    assert store_snapshot(sqlite_settings.database_url) == before
+
+
+def test_garbage_file_fails_with_a_clear_message(sqlite_settings, tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01\x02 not a digest at all")
+    report = ingest_file(sqlite_settings, junk)
+    assert report.failed and "junk.bin" in report.error
+
+
+def test_wrong_encoding_is_read_with_a_warning(sqlite_settings, tmp_path):
+    md = next((SAMPLE_DIR / "markdown").iterdir())
+    wrong = tmp_path / md.name
+    wrong.write_bytes(md.read_text(encoding="utf-8").encode("gb18030"))
+    report = ingest_file(sqlite_settings, wrong)
+    assert report.status == "ok" and report.stats.papers_new == 2
+    titles = {p["title"] for p in store_snapshot(sqlite_settings.database_url)}
+    assert "LipSync-Zero: Zero-Shot Talking Heads with Audio-Visual Tokens" in titles
+
+
+def test_feed_declaring_wrong_encoding_still_ingests(sqlite_settings, tmp_path):
+    data = SAMPLE_FEED.read_bytes().replace(b'encoding="utf-8"', b'encoding="iso-8859-1"', 1)
+    bad = tmp_path / "latin1.xml"
+    bad.write_bytes(data)
+    report = ingest_file(sqlite_settings, bad)
+    assert report.stats.papers_new > 0
+
+
+def test_cli_papers_jsonl_and_venues(sqlite_settings, capsys, monkeypatch):
+    ingest(sqlite_settings)
+    monkeypatch.setattr(cli, "load_settings", lambda _path=None: sqlite_settings)
+    assert cli.main(["papers", "--format", "jsonl"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == SAMPLE_PAPERS
+    assert {"arxiv_id", "title", "authors", "topics", "first_seen", "venue", "sightings"} <= set(lines[0])
+    assert cli.main(["papers", "--format", "jsonl", "--venue", "cvpr"]) == 0
+    [cvpr] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert cvpr["arxiv_id"] == "2611.10421"
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Accepted by NeurIPS 2024\nSubmitted to CVPR 2025\n"))
+    assert cli.main(["venues"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out[0]["accepted"] and out[0]["venue"] == "NeurIPS" and not out[1]["accepted"]
+
+
+def test_papers_stored_are_text_not_markup(sqlite_settings):
+    ingest(sqlite_settings)
+    with session_scope(sqlite_settings.database_url) as s:
+        for paper in s.scalars(select(Paper)):
+            for text in (paper.title, paper.abstract, paper.summary_zh or "", *paper.takeaways):
+                assert "<" not in text and "&lt;" not in text, text
