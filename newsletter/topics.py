@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# key -> (English, Chinese). Keys are written as upstream writes them; lookups go through _norm().
+# key -> (English, Chinese). Keys are written as upstream writes them; lookups go through normalize_key().
 _TOPICS: dict[str, tuple[str, str]] = {
     "3DGS": ("3D Gaussian Splatting", "3D高斯泼溅"),
     "NeRF": ("NeRF", "神经辐射场"),
@@ -54,12 +54,12 @@ _SEPARATORS = re.compile(r"[\s_\-/]+")
 _SLUG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)+$")
 
 
-def _norm(key: str) -> str:
+def normalize_key(key: str) -> str:
     """Lookup form of a key: NFKC (full-width letters), casefolded, separators removed."""
     return _SEPARATORS.sub("", unicodedata.normalize("NFKC", key).casefold())
 
 
-_INDEX: dict[str, tuple[str, str]] = {_norm(k): v for k, v in _TOPICS.items()}
+_INDEX: dict[str, tuple[str, str]] = {normalize_key(k): v for k, v in _TOPICS.items()}
 
 
 def _fallback(key: str) -> str:
@@ -72,7 +72,7 @@ def _fallback(key: str) -> str:
 
 def topic_names(key: str) -> tuple[str, str]:
     """(English name, Chinese name) for an upstream topic key; unknown keys fall back to the key itself."""
-    found = _INDEX.get(_norm(key))
+    found = _INDEX.get(normalize_key(key))
     if found:
         return found
     name = _fallback(key)
@@ -87,7 +87,7 @@ def topic_name(key: str, lang: str) -> str:
 
 def same_topic(a: str, b: str) -> bool:
     """True when two keys name the same topic (the lookup is case-, space- and separator-insensitive)."""
-    return _norm(a) == _norm(b)
+    return normalize_key(a) == normalize_key(b)
 
 
 def topic_slug(key: str) -> str:
@@ -100,3 +100,14 @@ def topic_slug(key: str) -> str:
 def known_topics() -> dict[str, tuple[str, str]]:
     """A copy of the registry (for documentation and preference pages)."""
     return dict(_TOPICS)
+
+
+_KEY_BY_NAME: dict[str, str] = {}
+for _key, (_en, _zh) in _TOPICS.items():
+    for _name in (_key, _en, _zh):
+        _KEY_BY_NAME.setdefault(normalize_key(_name), _key)
+
+
+def canonical_topic(name: str) -> str:
+    """The upstream key for a topic written any known way ("3d gaussian splatting", "3dgs" -> "3DGS")."""
+    return _KEY_BY_NAME.get(normalize_key(name), " ".join(name.split()))
