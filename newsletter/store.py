@@ -16,7 +16,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from newsletter.models import AcceptanceEvent, Paper, Post, Sighting
-from newsletter.parse.common import title_fingerprint
+from newsletter.parse.common import norm_ws, plain_quotes, title_fingerprint
 from newsletter.records import ParsedPaper, ParsedPost, Venue
 from newsletter.venues import extract_venue
 
@@ -49,9 +49,9 @@ def _now() -> datetime:
 
 
 def _sighting_key(identity: str, post: ParsedPost, paper: ParsedPaper) -> str:
-    raw = "\x1f".join(
-        [identity, post.post_date.isoformat(), post.topic, paper.arxiv_version or "", paper.comment or ""]
-    )
+    # Quotes and spacing differ between layouts of the same post (Markdown source vs rendered feed).
+    comment = norm_ws(plain_quotes(paper.comment or ""))
+    raw = "\x1f".join([identity, post.post_date.isoformat(), post.topic, paper.arxiv_version or "", comment])
     return hashlib.sha1(raw.encode("utf-8")).hexdigest()
 
 

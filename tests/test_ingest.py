@@ -151,8 +151,9 @@ def test_cli_papers_jsonl_and_venues(sqlite_settings, capsys, monkeypatch):
     assert len(lines) == SAMPLE_PAPERS
     assert {"arxiv_id", "title", "authors", "topics", "first_seen", "venue", "sightings"} <= set(lines[0])
     assert cli.main(["papers", "--format", "jsonl", "--venue", "cvpr"]) == 0
-    [cvpr] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert cvpr["arxiv_id"] == "2611.10421"
+    cvpr = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # The main conference and a workshop hosted by it (venue = host conference, track = workshop).
+    assert {(p["arxiv_id"], p["venue"]["track"]) for p in cvpr} == {("2611.10421", None), ("2611.13013", "workshop")}
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Accepted by NeurIPS 2024\nSubmitted to CVPR 2025\n"))
     assert cli.main(["venues"]) == 0
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
