@@ -1,0 +1,442 @@
+"""`newsletter serve`: the small web app behind the links in every email.
+
+Routes: one-click unsubscribe (RFC 8058) with a confirmation page for people, the preferences form, the web
+archive of past issues and a health check. Token pages follow three rules:
+
+- A bad token (forged, tampered, wrong purpose, unknown id, malformed, missing) always gets the same 400 page,
+  byte for byte, and an unknown id still costs one HMAC per secret: the answer never tells whether an address
+  or an id exists.
+- GET never changes anything (link scanners and prefetchers follow every link in an email); POST acts at once,
+  with no login and no second step. The token in the URL is what authorises the POST, so it is also the CSRF
+  defence: a third-party page cannot post without knowing it.
+- Tokens must not leak: no-store caching, `Referrer-Policy: no-referrer`, no external assets, and `serve()`
+  strips them from the access log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from newsletter import subscribers, tokens
+from newsletter.config import ConfigError, Settings
+from newsletter.db import session_scope
+from newsletter.models import Subscriber
+from newsletter.topics import known_topics, normalize_key, topic_names
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates" / "web"
+DEFAULT_ARCHIVE_DIR = "var/archive"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+MAX_FORM_BYTES = 64 * 1024  # the preferences form is a few hundred bytes; one-click bodies are 26
+
+# Stricter than tokens.parse_token (which goes through int(): it accepts "+1", "1_0" and full-width digits).
+_TOKEN_SHAPE = re.compile(r"[0-9]{1,10}\.[a-z]\.[A-Za-z0-9_-]{1,64}")
+_DUMMY_EMAIL = "nobody@invalid.invalid"  # signs the dummy HMAC for unknown ids
+_MAX_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL errors on a larger bound value instead of not finding it
+_ARCHIVE_NAME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})\.html")
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII only: \d would accept other scripts' digits
+
+BASE_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# Archive pages are our own rendered issues: inline styles (email HTML), no scripts, no forms.
+ARCHIVE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+
+
+# ---- configuration ---------------------------------------------------------------------------------------
+
+
+def web_archive_dir(settings: Settings) -> Path:
+    """`[web] archive_dir` (default var/archive), relative to the config file like every other path."""
+    raw = settings.section("web").get("archive_dir", DEFAULT_ARCHIVE_DIR)
+    base = Path(settings.config_path).parent if settings.config_path else Path.cwd()
+    return (base / raw).resolve()
+
+
+@dataclass(frozen=True)
+class _Web:
+    """What the routes share: settings, templates, the stylesheet and the CSP that allows exactly it."""
+
+    settings: Settings
+    env: Environment
+    css: Markup
+    csp: str
+    archive_dir: Path
+    invalid_token_page: bytes  # rendered once, so every bad token gets exactly these bytes
+
+    def render(self, name: str, **ctx: Any) -> str:
+        return self.env.get_template(name).render(css=self.css, **ctx)
+
+    def page(self, name: str, status_code: int = 200, private: bool = True, **ctx: Any) -> HTMLResponse:
+        headers = {"Content-Security-Policy": self.csp, **(PRIVATE_HEADERS if private else {})}
+        return HTMLResponse(self.render(name, **ctx), status_code=status_code, headers=headers)
+
+    def invalid_token(self) -> HTMLResponse:
+        headers = {"Content-Security-Policy": self.csp, **PRIVATE_HEADERS}
+        return HTMLResponse(self.invalid_token_page, status_code=400, headers=headers)
+
+
+def _make_web(settings: Settings, templates_dir: Path) -> _Web:
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=True,  # every template is HTML; .j2 names would defeat select_autoescape
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    css = env.get_template("_style.css.j2").render().strip()
+    # The one inline stylesheet is allowed by its hash: no 'unsafe-inline', no nonce plumbing.
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    csp = (
+        f"default-src 'none'; style-src 'sha256-{digest}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    invalid = env.get_template("invalid_token.html.j2").render(css=Markup(css)).encode()
+    return _Web(settings, env, Markup(css), csp, web_archive_dir(settings), invalid)
+
+
+# ---- tokens ----------------------------------------------------------------------------------------------
+
+
+def subscriber_for_token(session: Session, token: str, purpose: str) -> Subscriber | None:
+    """The subscriber a valid token of this purpose names, else None (whatever the reason)."""
+    if not _TOKEN_SHAPE.fullmatch(token or ""):
+        return None  # nothing looked up, so nothing to reveal
+    try:
+        sid, got_purpose, _sig = tokens.parse_token(token)
+    except tokens.TokenError:
+        return None
+    sub = session.get(Subscriber, sid) if sid <= _MAX_ID else None
+    # Always one HMAC per secret, against the stored email or a dummy, so timing does not tell the cases apart.
+    valid = tokens.verify(token, sub.email if sub else _DUMMY_EMAIL, got_purpose)
+    return sub if sub is not None and valid and got_purpose == purpose else None
+
+
+def _link(route: str, sub: Subscriber, purpose: str) -> str:
+    """Relative link ("preferences?token=..") so the app also works under a path prefix behind a proxy."""
+    return f"{route}?token={quote(tokens.make_token(sub.id, purpose, sub.email), safe='')}"
+
+
+def mask_email(email: str) -> str:
+    """a…@example.org: enough for the owner to recognise, little for whoever the email was forwarded to."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}…@{domain}"
+
+
+# ---- forms -----------------------------------------------------------------------------------------------
+
+
+class _FormTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body, refusing more than MAX_FORM_BYTES (read incrementally, never buffered whole)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise _FormTooLarge
+    return bytes(body)
+
+
+def _parse_form(request: Request, body: bytes) -> dict[str, list[str]]:
+    # Parsed here rather than with fastapi.Form: that needs python-multipart, which is not a dependency.
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        return {}
+    try:
+        return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=500)
+    except ValueError as exc:  # too many fields
+        raise _FormTooLarge from exc
+
+
+# ---- unsubscribe -----------------------------------------------------------------------------------------
+
+
+def _unsubscribe_page(web: _Web, token: str) -> HTMLResponse:
+    with session_scope(web.settings.database_url) as session:
+        sub = subscriber_for_token(session, token, "unsubscribe")
+        if sub is None:
+            return web.invalid_token()
+        return web.page(
+            "unsubscribe.html.j2",
+            email=mask_email(sub.email),
+            already=sub.status != "active",
+            preferences_url=_link("preferences", sub, "preferences"),
+        )
+
+
+def _unsubscribe(web: _Web, token: str, reason: str) -> HTMLResponse:
+    with session_scope(web.settings.database_url) as session:
+        sub = subscriber_for_token(session, token, "unsubscribe")
+        if sub is None:
+            return web.invalid_token()
+        # A bounced address becomes unsubscribed (the person's choice outlives a mailbox problem); a complaint
+        # is already the stronger "never again", so it stays. Either way the answer is the same success page.
+        if sub.status in ("active", "bounced"):
+            subscribers.set_status(sub, "unsubscribed", reason)
+        return web.page(
+            "unsubscribed.html.j2",
+            email=mask_email(sub.email),
+            preferences_url=_link("preferences", sub, "preferences"),
+        )
+
+
+# ---- preferences -----------------------------------------------------------------------------------------
+
+
+def _topic_choices(sub: Subscriber) -> list[dict[str, Any]]:
+    """The registry's topics, then any topic the subscriber has that the registry lacks (kept selectable)."""
+    chosen = {normalize_key(t) for t in sub.topics or []}
+    keys = list(known_topics())
+    registry = {normalize_key(k) for k in keys}
+    keys += [t for t in sub.topics or [] if normalize_key(t) not in registry]
+    choices = []
+    for key in keys:
+        en, zh = topic_names(key)
+        choices.append({"key": key, "en": en, "zh": zh, "checked": normalize_key(key) in chosen})
+    return choices
+
+
+def _preferences_ctx(sub: Subscriber, **extra: Any) -> dict[str, Any]:
+    return {
+        "email": mask_email(sub.email),
+        "status": sub.status,
+        "language": sub.language,
+        "all_topics": sub.topics is None,
+        "topics": _topic_choices(sub),
+        "unsubscribe_url": _link("unsubscribe", sub, "unsubscribe"),
+        "saved": False,
+        "error": None,
+        **extra,
+    }
+
+
+def _preferences_page(web: _Web, token: str) -> HTMLResponse:
+    with session_scope(web.settings.database_url) as session:
+        sub = subscriber_for_token(session, token, "preferences")
+        if sub is None:
+            return web.invalid_token()
+        return web.page("preferences.html.j2", **_preferences_ctx(sub))
+
+
+def _form_error(form: dict[str, list[str]], allowed: set[str]) -> tuple[str, str] | None:
+    """(English, Chinese) message when the submitted form cannot be saved as it is."""
+    language = form.get("language", [""])[0]
+    if language not in subscribers.LANGUAGES:
+        return ("Please choose a language.", "请选择语言。")
+    if form.get("scope", [""])[0] != "all" and not [t for t in form.get("topic", []) if t in allowed]:
+        return ("Tick at least one topic, or choose “All topics”.", "请至少勾选一个方向，或选择“全部方向”。")
+    return None
+
+
+def _save_preferences(web: _Web, token: str, form: dict[str, list[str]]) -> HTMLResponse:
+    with session_scope(web.settings.database_url) as session:
+        sub = subscriber_for_token(session, token, "preferences")
+        if sub is None:
+            return web.invalid_token()
+        allowed = {c["key"] for c in _topic_choices(sub)}  # a tampered form cannot invent topics
+        error = _form_error(form, allowed)
+        if error:
+            return web.page("preferences.html.j2", status_code=422, **_preferences_ctx(sub, error=error))
+        picked = [t for t in form.get("topic", []) if t in allowed]
+        all_topics = form.get("scope", [""])[0] == "all"
+        subscribers.update(sub, language=form["language"][0], topics=picked, all_topics=all_topics)
+        # Only the person's own "unsubscribed" is theirs to undo; bounces and complaints need an operator.
+        if sub.status == "unsubscribed" and form.get("resubscribe", [""])[0] == "1":
+            subscribers.set_status(sub, "active", "resubscribed on the preferences page")
+        return web.page("preferences.html.j2", **_preferences_ctx(sub, saved=True))
+
+
+# ---- archive ---------------------------------------------------------------------------------------------
+
+
+def parse_day(raw: str) -> date | None:
+    """A YYYY-MM-DD calendar date, or None: the only thing an archive URL may name."""
+    if not _ISO_DAY.fullmatch(raw):
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+def archive_dates(folder: Path) -> list[date]:
+    """Dates with an archive page, newest first."""
+    if not folder.is_dir():
+        return []
+    days = []
+    for path in folder.iterdir():
+        m = _ARCHIVE_NAME.fullmatch(path.name)
+        day = parse_day(m.group(1)) if m else None
+        if day and path.is_file():
+            days.append(day)
+    return sorted(days, reverse=True)
+
+
+def _archive_file(web: _Web, raw: str) -> Response:
+    day = parse_day(raw)
+    # The file name is rebuilt from the parsed date, never from the request: nothing else can be reached.
+    path = web.archive_dir / f"{day.isoformat()}.html" if day else None
+    if path is None or not path.is_file():
+        return web.page("not_found.html.j2", status_code=404, private=False)
+    headers = {"Content-Security-Policy": ARCHIVE_CSP, "Cache-Control": "public, max-age=300"}
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers=headers)
+
+
+# ---- health ----------------------------------------------------------------------------------------------
+
+
+def _healthz(web: _Web) -> JSONResponse:
+    try:
+        with session_scope(web.settings.database_url) as session:
+            session.execute(text("SELECT 1"))
+    except Exception:
+        log.exception("health check: database unavailable")  # details go to the log, not to the caller
+        body, status = {"status": "error", "database": "unavailable"}, 503
+    else:
+        body, status = {"status": "ok", "database": "ok"}, 200
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+# ---- the app ---------------------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastAPI:
+    web = _make_web(settings, templates_dir)
+    app = FastAPI(title="paper-digest", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        for name, value in BASE_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Content-Security-Policy", web.csp)
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        return RedirectResponse("archive/", status_code=307)
+
+    @app.get("/unsubscribe")
+    def unsubscribe_page(token: str = "") -> Response:
+        return _unsubscribe_page(web, token)
+
+    @app.post("/unsubscribe")
+    async def unsubscribe(request: Request, token: str = "") -> Response:
+        # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" (urlencoded or multipart); the token in the
+        # URL is all that matters, so any body (or none) is accepted. The body only labels the reason.
+        try:
+            body = await _read_body(request)
+        except _FormTooLarge:
+            return Response("request body too large", status_code=413)
+        reason = "one-click" if b"One-Click" in body else "unsubscribe page"
+        return await run_in_threadpool(_unsubscribe, web, token, reason)
+
+    @app.get("/preferences")
+    def preferences_page(token: str = "") -> Response:
+        return _preferences_page(web, token)
+
+    @app.post("/preferences")
+    async def preferences(request: Request, token: str = "") -> Response:
+        try:
+            form = _parse_form(request, await _read_body(request))
+        except _FormTooLarge:
+            return Response("request body too large", status_code=413)
+        return await run_in_threadpool(_save_preferences, web, token, form)
+
+    @app.get("/archive/")
+    def archive_index() -> Response:
+        days = [d.isoformat() for d in archive_dates(web.archive_dir)]
+        return web.page("archive_index.html.j2", private=False, days=days)
+
+    @app.get("/archive/{day}")
+    def archive_page(day: str) -> Response:
+        return _archive_file(web, day)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _healthz(web)
+
+    return app
+
+
+# ---- serving ---------------------------------------------------------------------------------------------
+
+_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s\"]*")
+
+
+def redact_tokens(text_: str) -> str:
+    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", text_)
+
+
+class RedactTokens(logging.Filter):
+    """Access-log lines carry the query string: a token there would be a working link in the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_secret(host: str) -> None:
+    """The dev secret is in the source code: with it anyone could forge unsubscribe and preferences links."""
+    if os.environ.get("NEWSLETTER_TOKEN_SECRET"):
+        return
+    if not _is_loopback(host):
+        raise ConfigError(
+            f"NEWSLETTER_TOKEN_SECRET is not set: refusing to serve on {host} with the public dev secret "
+            "(set it to the secret the emails were signed with)"
+        )
+    log.warning("NEWSLETTER_TOKEN_SECRET is not set: links are signed with the dev secret (local use only)")
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Run the app with uvicorn until interrupted. host/port default to `[web] host`/`port`, then
+    127.0.0.1:8000. Behind a TLS-terminating proxy, which should also add HSTS."""
+    import uvicorn
+
+    web_cfg = settings.section("web")
+    host = host or web_cfg.get("host", DEFAULT_HOST)
+    port = int(port if port is not None else web_cfg.get("port", DEFAULT_PORT))
+    check_secret(host)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, server_header=False, log_level="info")
+    # After Config: it (re)configures uvicorn's loggers.
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    uvicorn.Server(config).run()
