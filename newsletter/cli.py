@@ -157,6 +157,167 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ---- issues: build, archive, preview ---------------------------------------------------------------------
+
+
+def _latest_post_date(settings: Settings) -> date | None:
+    from sqlalchemy import func, select
+
+    from newsletter.db import session_scope
+    from newsletter.models import Post
+
+    with session_scope(settings.database_url) as session:
+        return session.scalar(select(func.max(Post.post_date)).where(Post.n_papers > 0))
+
+
+def _issue_for(args: argparse.Namespace, settings: Settings):
+    """Build (or rebuild identically) the issue of --date; None with a clear message when it is empty."""
+    from newsletter import pipeline
+
+    day = args.date or _latest_post_date(settings)
+    if day is None:
+        err.print("no posts in the store yet: run `newsletter ingest` first")
+        return None
+    issue, _info = pipeline.build_step(settings, pipeline.period_for(settings, day))
+    if issue is None:
+        err.print(f"no issue for {day}: no new papers or acceptances in that period (nothing to send)")
+    return issue
+
+
+def _size(path) -> str:
+    return f"{path.stat().st_size / 1024:.1f} KB"
+
+
+@command("build")
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    issue = _issue_for(args, settings)
+    if issue is None:
+        return 0 if settings.section("issue").get("empty_ok", True) else 3
+    out.print(
+        f"issue {issue.issue_id} for {issue.issue_date}: {issue.n_papers} papers in {len(issue.sections)} topics, "
+        f"{len(issue.highlights)} acceptance highlights (hash {issue.content_hash[:12]})"
+    )
+    return 0
+
+
+@command("archive")
+def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
+    from newsletter import pipeline
+
+    issue = _issue_for(args, settings)
+    if issue is None:
+        return 3
+    path = pipeline.write_archive(settings, issue, args.out)
+    out.print(f"archive page: {path} ({_size(path)})")
+    return 0
+
+
+@command("preview")
+def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from newsletter import pipeline
+    from newsletter.message import preview_message
+
+    issue = _issue_for(args, settings)
+    if issue is None:
+        return 3
+    spec = pipeline.VariantSpec(args.lang, frozenset(args.topics) if args.topics else None)
+    variant, html, text, eml = preview_message(settings, issue, spec)
+    folder = Path(args.out or "var/preview")
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{issue.issue_date}_{args.lang}" + (f"_{'-'.join(sorted(args.topics))}" if args.topics else "")
+    paths = {"html": folder / f"{stem}.html", "text": folder / f"{stem}.txt", "eml": folder / f"{stem}.eml"}
+    paths["html"].write_text(html, encoding="utf-8")
+    paths["text"].write_text(text, encoding="utf-8")
+    paths["eml"].write_bytes(eml)
+    out.print(f"subject: {variant.subject}")
+    for kind, path in paths.items():
+        out.print(f"{kind}: {path} ({_size(path)})")
+    out.print(
+        f"html part as sent (base64): {variant.html_encoded_size / 1024:.1f} KB; "
+        f"{variant.n_full} papers in full, {variant.n_listed} listed by title"
+    )
+    return 0
+
+
+# ---- subscribers ----------------------------------------------------------------------------------------
+
+
+@command("subscribers")
+def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from newsletter import subscribers as subs
+    from newsletter.db import session_scope
+
+    try:
+        with session_scope(settings.database_url) as session:
+            if args.action == "import":
+                return _print_import(subs.import_csv(session, Path(args.file).read_text(encoding="utf-8-sig")))
+            if args.action == "list":
+                return _list_subscribers(session, args.status)
+            if args.action == "add":
+                sub = subs.add(session, args.email, args.name or "", args.language or "bilingual", args.topics)
+                out.print(f"added {sub.email} ({sub.language}, topics: {', '.join(sub.topics or ['all'])})")
+                return 0
+            sub = subs.get(session, args.email)
+            if sub is None:
+                err.print(f"no subscriber {args.email}")
+                return 1
+            if args.action == "remove":
+                session.delete(sub) if args.purge else subs.set_status(sub, "unsubscribed", "removed by operator")
+                out.print(f"{'deleted' if args.purge else 'unsubscribed'} {sub.email}")
+                return 0
+            subs.update(sub, args.name, args.language, args.topics, all_topics=args.all_topics)
+            if args.status:
+                subs.set_status(sub, args.status, "set by operator")
+            out.print(f"{sub.email}: {sub.status}, {sub.language}, topics: {', '.join(sub.topics or ['all'])}")
+            return 0
+    except (subs.SubscriberError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 1
+
+
+def _print_import(report) -> int:
+    out.print(
+        f"import: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{len(report.kept_out)} kept out, {len(report.rejected)} rejected"
+    )
+    for line in report.kept_out:
+        err.print(f"[yellow]kept out:[/yellow] {line}")
+    for line in report.rejected:
+        err.print(f"[red]rejected:[/red] {line}")
+    return 0
+
+
+def _list_subscribers(session, status: str | None) -> int:
+    from sqlalchemy import select
+
+    from newsletter.models import Subscriber
+
+    query = select(Subscriber).order_by(Subscriber.email)
+    if status:
+        query = query.where(Subscriber.status == status)
+    table = Table(title="subscribers", title_justify="left")
+    for col in ("email", "name", "language", "topics", "status"):
+        table.add_column(col)
+    rows = session.scalars(query).all()
+    for sub in rows:
+        table.add_row(sub.email, sub.name, sub.language, ", ".join(sub.topics or ["all"]), sub.status)
+    out.print(table)
+    out.print(f"{len(rows)} subscribers")
+    return 0
+
+
+@command("serve")
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from newsletter.webapp import serve
+
+    serve(settings, args.host, args.port)
+    return 0
+
+
 # ---- the main job ---------------------------------------------------------------------------------------
 
 
@@ -203,6 +364,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="migrate the database schema")
     p.add_argument("revision", nargs="?", default="head")
+
+    p = sub.add_parser("build", help="build (or rebuild identically) the issue of a date")
+    p.add_argument("--date", type=_day, help="issue date (default: the newest post date in the store)")
+
+    p = sub.add_parser("archive", help="write the web archive page of an issue")
+    p.add_argument("--date", type=_day, help="issue date (default: the newest post date in the store)")
+    p.add_argument("--out", help="folder (default: [web] archive_dir, what `serve` publishes)")
+
+    p = sub.add_parser("preview", help="write an issue's HTML part, text part and .eml exactly as sent")
+    p.add_argument("--date", type=_day, help="issue date (default: the newest post date in the store)")
+    p.add_argument("--lang", choices=["en", "zh", "bilingual"], default="bilingual")
+    p.add_argument("--topics", nargs="+", help="topic selection (default: all)")
+    p.add_argument("--out", help="folder (default: var/preview)")
+
+    p = sub.add_parser("subscribers", help="manage subscribers")
+    ssub = p.add_subparsers(dest="action", required=True)
+    a = ssub.add_parser("add")
+    a.add_argument("email")
+    a.add_argument("--name")
+    a.add_argument("--language", choices=["en", "zh", "bilingual"])
+    a.add_argument("--topics", help="';'-separated topics (default: all)")
+    a = ssub.add_parser("import", help="CSV with columns email,name,language,topics")
+    a.add_argument("file")
+    a = ssub.add_parser("list")
+    a.add_argument("--status", choices=["active", "unsubscribed", "bounced", "complained"])
+    a = ssub.add_parser("set")
+    a.add_argument("email")
+    a.add_argument("--name")
+    a.add_argument("--language", choices=["en", "zh", "bilingual"])
+    a.add_argument("--topics", help="';'-separated topics")
+    a.add_argument("--all-topics", action="store_true")
+    a.add_argument("--status", choices=["active", "unsubscribed", "bounced", "complained"])
+    a = ssub.add_parser("remove", help="unsubscribe (kept, so imports never re-add them); --purge deletes")
+    a.add_argument("email")
+    a.add_argument("--purge", action="store_true")
+
+    p = sub.add_parser("serve", help="web app: one-click unsubscribe, preferences, archive, healthz")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
 
     sub.add_parser("run", help="the main job: ingest everything, then report")
     return parser

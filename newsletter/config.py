@@ -62,6 +62,11 @@ class Settings:
     def section(self, name: str) -> dict:
         return dict(self.extra.get(name, {}))
 
+    def path(self, raw: str | os.PathLike) -> Path:
+        """A configured path, relative to the config file's folder (else the working directory)."""
+        base = Path(self.config_path).parent if self.config_path else Path.cwd()
+        return (base / raw).resolve()
+
 
 DEFAULT_SOURCES = (
     Source("sample-feed", "feed", path=str(SAMPLE_DIR / "feed.xml")),

@@ -199,7 +199,8 @@ def record_posts(
     now = now or _now()
     stats = IngestStats(posts=len(posts))
     post_rows = _upsert_posts(session, posts, source, now, stats)
-    pairs = [(post, paper) for post in posts for paper in post.papers]
+    # Oldest post first: feeds list newest first, but "under review" on day 1 then "accepted" on day 2 is news.
+    pairs = [(post, paper) for post in sorted(posts, key=lambda p: p.post_date) for paper in post.papers]
     index = _PaperIndex(session, (p for _, p in pairs))
     keys = {_sighting_key(_identity(p), post, p) for post, p in pairs}
     known_keys = set()

@@ -74,9 +74,7 @@ PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofoll
 
 def web_archive_dir(settings: Settings) -> Path:
     """`[web] archive_dir` (default var/archive), relative to the config file like every other path."""
-    raw = settings.section("web").get("archive_dir", DEFAULT_ARCHIVE_DIR)
-    base = Path(settings.config_path).parent if settings.config_path else Path.cwd()
-    return (base / raw).resolve()
+    return settings.path(settings.section("web").get("archive_dir", DEFAULT_ARCHIVE_DIR))
 
 
 @dataclass(frozen=True)
