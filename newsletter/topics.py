@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import zlib
 
 # key -> (English, Chinese). Keys are written as upstream writes them; lookups go through normalize_key().
 _TOPICS: dict[str, tuple[str, str]] = {
@@ -91,10 +92,11 @@ def same_topic(a: str, b: str) -> bool:
 
 
 def topic_slug(key: str) -> str:
-    """Stable ASCII-ish anchor id for a topic ("元宇宙/虚拟人" keeps its CJK letters: ids may be Unicode)."""
-    text = unicodedata.normalize("NFKC", key).casefold()
-    slug = re.sub(r"[^\w]+", "-", text).strip("-")
-    return slug or "topic"
+    """Stable ASCII anchor id for a topic, from its English name ("元宇宙/虚拟人" -> "metaverse-virtual-humans");
+    a key with no ASCII name gets a checksum ("topic-1a2b3c4d") so email links and archive anchors agree."""
+    ascii_name = unicodedata.normalize("NFKD", topic_names(key)[0]).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.casefold()).strip("-")
+    return slug or f"topic-{zlib.crc32(normalize_key(key).encode()):08x}"
 
 
 def known_topics() -> dict[str, tuple[str, str]]:

@@ -168,7 +168,9 @@ def make_issue(
     for topic, size in zip(topics, _section_sizes(topics, n_papers), strict=True):
         papers = []
         for _ in range(size):
-            others = tuple(t for t in rng.sample(topics, k=2) if t != topic)[: rng.choice([0, 0, 1, 2])]
+            others = tuple(t for t in rng.sample(topics, k=min(2, len(topics))) if t != topic)[
+                : rng.choice([0, 0, 1, 2])
+            ]
             papers.append(make_paper(rng, pid, topic, long=long_summaries, day=issue_date, other_topics=others))
             pid += 1
         en, zh = topic_names(topic)
