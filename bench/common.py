@@ -1,0 +1,43 @@
+"""Shared by the benchmarks (and the corpus tests): the issue of the largest real day in the corpus."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS_FEEDS = ROOT.parent / "shared" / "corpus" / "feeds"
+
+
+def largest_snapshot() -> Path | None:
+    feeds = sorted(CORPUS_FEEDS.glob("*.xml"), key=lambda p: p.stat().st_size)
+    return feeds[-1] if feeds else None
+
+
+def corpus_settings(workdir: Path):
+    from newsletter.config import load_settings
+
+    base = load_settings(ROOT / "newsletter.toml")
+    return replace(base, database_url=f"sqlite:///{workdir}/corpus.db", archive_dir=str(workdir / "raw"))
+
+
+def largest_day_issue(workdir: Path):
+    """Ingest the largest snapshot, build its issues day by day (as the schedule would) and return
+    (settings, the issue with the most papers). None when the corpus is absent."""
+    from sqlalchemy import select
+
+    from newsletter import pipeline
+    from newsletter.db import session_scope
+    from newsletter.ingest import ingest_file
+    from newsletter.models import Post
+
+    snapshot = largest_snapshot()
+    if snapshot is None:
+        return None
+    settings = corpus_settings(workdir)
+    ingest_file(settings, snapshot, kind="feed", source="corpus")
+    with session_scope(settings.database_url) as session:
+        days = sorted(set(session.scalars(select(Post.post_date))))
+    issues = [pipeline.build_step(settings, pipeline.period_for(settings, day))[0] for day in days]
+    best = max((i for i in issues if i is not None), key=lambda i: i.n_papers + len(i.highlights))
+    return settings, best

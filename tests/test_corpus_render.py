@@ -1,0 +1,39 @@
+"""Real data through ingest -> issue -> render: the largest corpus day fits the budget, the archive has it all."""
+
+from __future__ import annotations
+
+import pytest
+from markupsafe import escape
+
+from bench.common import largest_day_issue
+from newsletter import render
+from newsletter.pipeline import render_options
+from tests.conftest import corpus_or_skip
+
+pytestmark = pytest.mark.corpus
+
+
+@pytest.fixture(scope="module")
+def real_day(tmp_path_factory):
+    corpus_or_skip()
+    return largest_day_issue(tmp_path_factory.mktemp("corpus-render"))
+
+
+@pytest.mark.parametrize("mode", ["en", "zh", "bilingual"])
+def test_largest_day_fits_the_budget_with_overflow_link(real_day, mode):
+    settings, issue = real_day
+    opts = render_options(settings)
+    variant = render.render_variant(issue, mode, None, opts)
+    assert variant.html_encoded_size <= opts.html_budget_bytes
+    assert variant.n_full + variant.n_listed + variant.n_hidden == issue.n_papers + len(issue.highlights)
+    assert variant.n_listed > 0, "a 60-90 paper day cannot fit in full: some papers must be listed"
+    assert f"{issue.archive_url}#t-" in variant.html  # "N more — read the full issue online"
+
+
+def test_archive_page_has_every_paper(real_day):
+    settings, issue = real_day
+    page = render.render_archive(issue, render_options(settings))
+    for section in issue.sections:
+        for paper in section.papers:
+            assert f'id="p{paper.paper_id}"' in page
+            assert str(escape(paper.title)) in page
