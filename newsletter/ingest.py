@@ -244,9 +244,7 @@ def ingest(settings: Settings, names: list[str] | None = None, progress: Progres
     return [ingest_source(settings, src, progress) for src in sources]
 
 
-def ingest_file(
-    settings: Settings, path: str | Path, kind: str | None = None, source: str = "file"
-) -> SourceReport:
+def ingest_file(settings: Settings, path: str | Path, kind: str | None = None, source: str = "file") -> SourceReport:
     """Ingest one local file (an old feed snapshot, a Markdown post...), its kind guessed from the content."""
     path = Path(path)
     report = SourceReport(source)

@@ -192,9 +192,7 @@ def _apply_latest(paper: Paper, parsed: ParsedPaper, post: ParsedPost, venue: Ve
     return venue.accepted and (not was.accepted or _venue_key(was) != _venue_key(venue))
 
 
-def record_posts(
-    session: Session, posts: list[ParsedPost], source: str, now: datetime | None = None
-) -> IngestStats:
+def record_posts(session: Session, posts: list[ParsedPost], source: str, now: datetime | None = None) -> IngestStats:
     """Store a payload's posts; idempotent. Caller owns the transaction."""
     now = now or _now()
     stats = IngestStats(posts=len(posts))
@@ -205,9 +203,7 @@ def record_posts(
     keys = {_sighting_key(_identity(p), post, p) for post, p in pairs}
     known_keys = set()
     if keys:
-        known_keys = set(
-            session.scalars(select(Sighting.sighting_key).where(Sighting.sighting_key.in_(keys)))
-        )
+        known_keys = set(session.scalars(select(Sighting.sighting_key).where(Sighting.sighting_key.in_(keys))))
     rank = {"seen": 0, "updated": 1, "new": 2}
     touched: dict[int, str] = {}  # id(Paper) -> the strongest verdict over its occurrences in this payload
     for post, parsed in pairs:
@@ -265,9 +261,7 @@ def _record_acceptance(session, paper, sighting, venue: Venue, when: date, now, 
     session.flush()  # ids for the event row
     vkey = _venue_key(venue)
     exists = session.scalar(
-        select(AcceptanceEvent.id).where(
-            AcceptanceEvent.paper_id == paper.id, AcceptanceEvent.venue_key == vkey
-        )
+        select(AcceptanceEvent.id).where(AcceptanceEvent.paper_id == paper.id, AcceptanceEvent.venue_key == vkey)
     )
     if exists:
         return

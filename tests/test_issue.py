@@ -43,7 +43,9 @@ def test_acceptance_of_previously_featured_paper_is_a_highlight_only(db_url):
     assert ids(build(db_url, "2024-12-05")) == ["2412.00003"]
     add(
         db_url,
-        post("2024-12-06", "3DGS", paper("2412.00003", "P", "v2", "Accepted by NeurIPS 2024"), paper("2412.00004", "Q")),
+        post(
+            "2024-12-06", "3DGS", paper("2412.00003", "P", "v2", "Accepted by NeurIPS 2024"), paper("2412.00004", "Q")
+        ),
     )
     issue = build(db_url, "2024-12-06")
     assert ids(issue) == ["2412.00004"]  # P is not new again
