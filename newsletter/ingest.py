@@ -67,6 +67,7 @@ def parse_payload(payload: Payload) -> tuple[list[ParsedPost], list[str]]:
     if payload.kind == "feed":
         result = parse_feed(payload.data, payload.source)
         warnings = [f"{payload.source}: {w}" for w in result.warnings]
+        warnings += [f"{payload.source}: {post.key} ({post.url}): {w}" for post in result.posts for w in post.warnings]
         if result.bozo and not result.posts:
             raise ValueError(f"feed could not be parsed: {result.bozo}")
         if result.bozo:

@@ -166,3 +166,74 @@ def test_papers_stored_are_text_not_markup(sqlite_settings):
         for paper in s.scalars(select(Paper)):
             for text in (paper.title, paper.abstract, paper.summary_zh or "", *paper.takeaways):
                 assert "<" not in text and "&lt;" not in text, text
+
+
+BAD_PAPER_FEED = Path(__file__).parent / "fixtures" / "ingest" / "bad_paper_feed.xml"
+
+
+def test_paper_without_link_is_reported_by_source_entry_and_title(sqlite_settings):
+    report = ingest_file(sqlite_settings, BAD_PAPER_FEED, source="fixture")
+    assert report.status == "ok"
+    [warning] = [w for w in report.stats.warnings if "Lost" in w]
+    assert warning.startswith("fixture: 2026-11-20/NeRF") and "A Paper Whose Link Was Lost" in warning
+    ids = {p["arxiv_id"] for p in store_snapshot(sqlite_settings.database_url)}
+    assert {"2611.09001", "2611.09002"} <= ids
+
+
+def test_entry_that_crashes_the_parser_is_reported_and_others_still_ingested(sqlite_settings, monkeypatch):
+    from newsletter.parse import feed
+
+    real = feed.parse_digest_html
+
+    def explode_on_nerf(html: str):
+        if "Radiance" in html:
+            raise RuntimeError("parser bug")
+        return real(html)
+
+    monkeypatch.setattr(feed, "parse_digest_html", explode_on_nerf)
+    report = ingest_file(sqlite_settings, BAD_PAPER_FEED, source="fixture")
+    assert report.status == "ok"
+    assert any(
+        "entry NeRF (https://digest.example.org/Paper/2026-11-20/NeRF/)" in w and "parser bug" in w
+        for w in report.stats.warnings
+    )
+    assert {p["arxiv_id"] for p in store_snapshot(sqlite_settings.database_url)} == {"2611.09002"}
+
+
+def test_hostile_feed_content_never_reaches_the_store(sqlite_settings, tmp_path):
+    """Scripts, styles, event handlers and javascript: links in feed HTML: none of it is stored, anywhere."""
+    hostile = (Path(__file__).parent / "fixtures" / "parse" / "hostile.html").read_text(encoding="utf-8")
+    feed = (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        "<id>x</id><updated>2024-12-05T00:00:00Z</updated><entry><title>3DGS</title>"
+        '<link href="https://digest.example.org/Paper/2024-12-05/3DGS/"/><id>e</id>'
+        f'<updated>2024-12-05T00:00:00Z</updated><content type="html"><![CDATA[{hostile}]]></content>'
+        '<category term="Paper" scheme="https://digest.example.org/categories/Paper/"/>'
+        '<category term="3DGS" scheme="https://digest.example.org/tags/3DGS/"/></entry></feed>'
+    )
+    path = tmp_path / "hostile.xml"
+    path.write_text(feed, encoding="utf-8")
+    report = ingest_file(sqlite_settings, path, source="hostile")
+    assert report.stats.papers_new == 2
+    import sqlite3
+
+    conn = sqlite3.connect(sqlite_settings.database_url.removeprefix("sqlite:///"))
+    dump = "\n".join(conn.iterdump())
+    conn.close()
+    for needle in (
+        "<script",
+        "alert(",
+        "javascript:",
+        "onclick",
+        "onerror",
+        "onload",
+        "<style",
+        "display:none",
+        "color:red",
+        "document.write",
+        "<iframe",
+        "evil.example",
+        "data:image",
+    ):
+        assert needle not in dump, needle
+    assert "Safe Title" in dump and "https://picx.zhimg.com/v2-ok.jpg" in dump

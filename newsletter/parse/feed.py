@@ -42,7 +42,11 @@ def parse_feed(payload: bytes, source: str) -> FeedParse:
         result.bozo = f"{type(parsed.get('bozo_exception')).__name__}: {parsed.get('bozo_exception')}"
         result.warnings.append(f"{source}: feed is not well-formed ({result.bozo})")
     for entry in parsed.get("entries", []):
-        _read_entry(entry, source, result)
+        try:
+            _read_entry(entry, source, result)
+        except Exception as exc:  # one broken entry must not cost the others
+            label = f"{norm_ws(entry.get('title')) or '(untitled)'} ({entry.get('link') or entry.get('id')})"
+            result.warnings.append(f"entry {label} could not be parsed: {type(exc).__name__}: {exc}")
     return result
 
 
