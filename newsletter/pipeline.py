@@ -153,3 +153,62 @@ def write_archive(settings: Settings, issue: Issue, out_dir: str | Path | None =
 def archive_dir(settings: Settings) -> Path:
     """The folder `newsletter serve` publishes at /archive/<date>."""
     return settings.path(settings.section("web").get("archive_dir", "var/archive"))
+
+
+# ---- ingest and monitoring -------------------------------------------------------------------------------
+
+
+def ingest_step(settings: Settings, source: str | None = None) -> dict:
+    """Ingest one source (or all enabled ones); never raises for a failed source, the caller decides."""
+    from newsletter.ingest import ingest
+
+    reports = ingest(settings, [source] if source else None)
+    out = {
+        "source": source or "all",
+        "status": "failed" if any(r.failed for r in reports) else reports[0].status if reports else "ok",
+        "sources_failed": [r.source for r in reports if r.failed],
+        "sources_not_modified": sum(r.status == "not modified" for r in reports),
+        "error": "; ".join(f"{r.source}: {r.error}" for r in reports if r.error) or None,
+    }
+    for name in ("posts", "posts_new", "papers_new", "papers_seen", "papers_updated", "acceptances"):
+        out[name] = sum(getattr(r.stats, name) for r in reports)
+    out["warnings"] = sum(len(r.stats.warnings) for r in reports)
+    out["warning_lines"] = [w for r in reports for w in r.stats.warnings][:50]
+    return out
+
+
+def _consecutive_failures(session, source: str, limit: int = 10) -> int:
+    from newsletter.models import FetchLog
+
+    rows = session.execute(
+        select(FetchLog.http_status, FetchLog.error)
+        .where(FetchLog.source == source)
+        .order_by(FetchLog.fetched_at.desc(), FetchLog.id.desc())
+        .limit(limit)
+    ).all()
+    count = 0
+    for status, error in rows:
+        if error is None and status in (None, 200, 304):
+            break
+        count += 1
+    return count
+
+
+def freshness_step(settings: Settings, day: date, max_failures: int = 2) -> dict:
+    """Alerts: a weekday that brought zero new papers, or a source that failed `max_failures` runs in a row."""
+    from sqlalchemy import func
+
+    from newsletter.models import Paper
+
+    with session_scope(settings.database_url) as session:
+        new = session.scalar(select(func.count()).select_from(Paper).where(Paper.first_post_date == day)) or 0
+        failing = {
+            s.name: n
+            for s in settings.sources
+            if s.enabled and (n := _consecutive_failures(session, s.name)) >= max_failures
+        }
+    alerts = []
+    if day.weekday() < 5 and new == 0:
+        alerts.append(f"no new papers for {day} ({day:%A}): is upstream stalled or is ingestion broken?")
+    alerts += [f"source {name} failed {n} runs in a row" for name, n in failing.items()]
+    return {"day": day.isoformat(), "new_papers": new, "failing_sources": failing, "alerts": alerts}
