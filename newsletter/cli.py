@@ -14,6 +14,8 @@ from rich.table import Table
 from newsletter.config import ConfigError, Settings, load_settings
 
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:
+    out = Console(highlight=False, soft_wrap=True, width=140)  # logs and pipes: don't squeeze tables to 80
 err = Console(stderr=True, highlight=False)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
@@ -217,13 +219,12 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from newsletter import pipeline
-    from newsletter.message import preview_message
 
     issue = _issue_for(args, settings)
     if issue is None:
         return 3
     spec = pipeline.VariantSpec(args.lang, frozenset(args.topics) if args.topics else None)
-    variant, html, text, eml = preview_message(settings, issue, spec)
+    variant, html, text, eml = pipeline.preview_step(settings, issue, spec)
     folder = Path(args.out or "var/preview")
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{issue.issue_date}_{args.lang}" + (f"_{'-'.join(sorted(args.topics))}" if args.topics else "")
@@ -318,21 +319,89 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ---- delivery -------------------------------------------------------------------------------------------
+
+
+@command("send")
+def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    from newsletter.deliver import send_date
+
+    day = args.date or _latest_post_date(settings)
+    if day is None:
+        err.print("no posts in the store yet: run `newsletter ingest` first")
+        return 1
+    status, update = _progress()
+    try:
+        report = send_date(
+            settings,
+            day,
+            dry_run=args.dry_run,
+            test_recipient=args.test_recipient,
+            workers=args.workers,
+            recover=args.recover,
+            progress=update,
+        )
+    finally:
+        if status:
+            status.stop()
+    out.print(report.summary())
+    if report.note:
+        out.print(report.note)
+    return 0 if report.ok else 1
+
+
+@command("deliveries")
+def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
+    from newsletter.deliver import deliveries_for_date
+
+    day = args.date or _latest_post_date(settings)
+    report = deliveries_for_date(settings, day) if day else None
+    if report is None:
+        err.print(f"no issue for {day}")
+        return 1
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, default=str) + "\n")
+        return 0
+    counts = ", ".join(f"{k} {v}" for k, v in report["counts"].items())
+    out.print(f"issue {report['issue_id']} ({report['issue_date']}): {report['total']} deliveries: {counts}")
+    if report["failures"]:
+        table = Table(title="failures", title_justify="left")
+        for col in ("email", "status", "attempts", "error", "next attempt"):
+            table.add_column(col, overflow="fold")
+        for f in report["failures"]:
+            table.add_row(f["email"], f["status"], str(f["attempts"]), f["error"] or "", f["next_attempt_at"] or "")
+        out.print(table)
+    return 0
+
+
 # ---- the main job ---------------------------------------------------------------------------------------
 
 
 @command("run")
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """The scheduled job by hand: ingest every source, then show what the store holds."""
-    code = cmd_ingest(argparse.Namespace(replay=False, file=None, source=None, kind=None), settings)
-    from newsletter.db import session_scope
-    from newsletter.query import PaperFilter, find_papers
+    """The scheduled job by hand: ingest, build the issue, render, publish the archive page, send, report."""
+    from newsletter import pipeline
+    from newsletter.deliver import send_date
 
-    with session_scope(settings.database_url) as session:
-        papers = find_papers(session, PaperFilter())
-        accepted = sum(p.accepted for p in papers)
-    out.print(f"store: {len(papers)} papers, {accepted} accepted ({settings.database_url})")
-    return code
+    code = cmd_ingest(argparse.Namespace(replay=False, file=None, source=None, kind=None), settings)
+    day = args.date or _latest_post_date(settings)
+    issue = _issue_for(argparse.Namespace(date=day), settings) if day else None
+    if issue is None:
+        return code
+    out.print(
+        f"issue {issue.issue_date}: {issue.n_papers} new papers in {len(issue.sections)} topics, "
+        f"{len(issue.highlights)} acceptance highlights"
+    )
+    out.print(f"archive page: {pipeline.write_archive(settings, issue)}")
+    report = send_date(settings, issue.issue_date, dry_run=args.dry_run)
+    out.print(report.summary())
+    if report.note:
+        out.print(report.note)
+    from newsletter.transport import outbox_dir, transport_kind
+
+    if transport_kind(settings) == "outbox":
+        out.print(f"outbox (no SMTP configured): {outbox_dir(settings)}/new/")
+    return code or (0 if report.ok else 1)
 
 
 # ---- argument parsing -----------------------------------------------------------------------------------
@@ -404,7 +473,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
 
-    sub.add_parser("run", help="the main job: ingest everything, then report")
+    p = sub.add_parser("send", help="send an issue to its subscribers (exactly once, via the ledger)")
+    p.add_argument("--date", type=_day, help="issue date (default: the newest post date in the store)")
+    p.add_argument("--dry-run", action="store_true", help="send nothing; count and build what would be sent")
+    p.add_argument("--test-recipient", metavar="ADDR", help="one copy to ADDR, outside the ledger")
+    p.add_argument("--workers", type=int, help="parallel senders (PostgreSQL; SQLite uses one)")
+    p.add_argument("--recover", action="store_true", help="first requeue rows of crashed senders (see README)")
+
+    p = sub.add_parser("deliveries", help="delivery counts by status and failures with reasons")
+    p.add_argument("--date", type=_day, help="issue date (default: the newest post date in the store)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser("run", help="the main job: ingest, build, render, archive, send, report")
+    p.add_argument("--date", type=_day, help="issue date (default: the newest post date in the store)")
+    p.add_argument("--dry-run", action="store_true", help="everything but sending")
     return parser
 
 

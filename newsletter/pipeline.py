@@ -212,3 +212,130 @@ def freshness_step(settings: Settings, day: date, max_failures: int = 2) -> dict
         alerts.append(f"no new papers for {day} ({day:%A}): is upstream stalled or is ingestion broken?")
     alerts += [f"source {name} failed {n} runs in a row" for name, n in failing.items()]
     return {"day": day.isoformat(), "new_papers": new, "failing_sources": failing, "alerts": alerts}
+
+
+# ---- delivery ---------------------------------------------------------------------------------------------
+
+
+def preview_step(settings: Settings, issue: Issue, spec: VariantSpec) -> tuple:
+    """(variant, html part, text part, .eml bytes) exactly as a subscriber of that variant would get them; the
+    parts are read back out of the assembled message, so what is written is what is sent."""
+    import email
+    from email import policy
+
+    from newsletter.message import MessageSettings, MessageTemplate, Person, assemble
+    from newsletter.render import render_variant
+
+    variant = render_variant(issue, spec.lang, spec.topics, render_options(settings))
+    template = MessageTemplate.build(
+        variant, MessageSettings.from_settings(settings), issue.issue_id, issue.issue_date, lang=spec.lang
+    )
+    eml = assemble(template, Person(0, "preview@example.invalid", "Preview"))
+    msg = email.message_from_bytes(eml, policy=policy.default)
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    return variant, html, text, eml
+
+
+def prepare_step(settings: Settings, issue_id: int) -> dict:
+    """Queue one ledger row per active subscriber with something to read (idempotent)."""
+    from newsletter.deliver import prepare_ledger
+    from newsletter.message import MessageSettings
+
+    with session_scope(settings.database_url) as session:
+        result = prepare_ledger(session, issue_id, ms=MessageSettings.from_settings(settings))
+    return result.as_dict()
+
+
+def plan_senders(settings: Settings, issue_id: int) -> list[int]:
+    """Sender slots to map over: enough for the pending rows, at most `[delivery] workers`, 1 on SQLite."""
+    from newsletter.deliver import DeliveryConfig, deliveries_report
+
+    cfg = DeliveryConfig.from_settings(settings)
+    with session_scope(settings.database_url) as session:
+        counts = deliveries_report(session, issue_id, max_failures=0)["counts"]
+    todo = counts.get("pending", 0) + counts.get("failed", 0)
+    if not todo:
+        return []
+    limit = 1 if settings.database_url.startswith("sqlite") else max(1, cfg.workers)
+    return list(range(min(limit, -(-todo // cfg.batch_size))))
+
+
+def send_step(settings: Settings, issue_id: int, slot: int = 0, dry_run: bool = False) -> dict:
+    """One sender: claims batches until none is left. dry_run writes every pending message to the outbox
+    without touching the ledger (a real run afterwards still sends everything)."""
+    import socket
+
+    from newsletter.deliver import send_issue
+
+    if dry_run:
+        return dry_run_to_outbox(settings, issue_id)
+    variants = load_variants(settings, issue_id)
+    report = send_issue(settings, issue_id, variants, worker=f"{socket.gethostname()}/{slot}")
+    return report.as_dict()
+
+
+def dry_run_to_outbox(settings: Settings, issue_id: int) -> dict:
+    from newsletter.deliver import parse_variant_key
+    from newsletter.message import MessageSettings, MessageTemplate, assemble
+    from newsletter.models import Delivery
+    from newsletter.transport import OutboxTransport, outbox_dir
+
+    ms = MessageSettings.from_settings(settings)
+    variants = load_variants(settings, issue_id)
+    templates: dict[str, object] = {}
+    written = 0
+    with session_scope(settings.database_url) as session, OutboxTransport(outbox_dir(settings)) as outbox:
+        issue = session.get(IssueRow, issue_id)
+        rows = session.execute(
+            select(Delivery.variant, Subscriber)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.issue_id == issue_id, Delivery.status.in_(("pending", "failed")))
+        )
+        for key, sub in rows:
+            if key not in templates:
+                templates[key] = MessageTemplate.build(
+                    variants[key], ms, issue_id, issue.issue_date, lang=parse_variant_key(key)[0]
+                )
+            outbox.send(ms.from_email, sub.email, assemble(templates[key], sub))
+            written += 1
+    return {"dry_run": True, "written_to_outbox": written, "outbox": str(outbox_dir(settings))}
+
+
+def report_step(settings: Settings, issue_id: int) -> dict:
+    from newsletter.deliver import deliveries_report
+
+    with session_scope(settings.database_url) as session:
+        return deliveries_report(session, issue_id)
+
+
+def send_test_copy(settings: Settings, day: date, address: str, lang: str = "bilingual", topics=None) -> dict:
+    """One copy of the day's issue to `address`, outside the ledger."""
+    from newsletter.deliver import send_test
+    from newsletter.render import render_variant
+
+    issue, _info = build_step(settings, period_for(settings, day))
+    if issue is None:
+        return {"sent": 0, "note": f"no issue for {day}"}
+    spec = VariantSpec(lang, frozenset(topics) if topics else None)
+    variant = render_variant(issue, spec.lang, spec.topics, render_options(settings))
+    mid = send_test(settings, issue.issue_id, issue.issue_date, variant, address, lang=spec.lang)
+    return {"sent": 1, "to": address, "variant": spec.key, "message_id": mid}
+
+
+def resend_step(settings: Settings, issue_id: int, reason: str) -> dict:
+    """An explicit resend of an issue: its sent rows go back to pending. Logged with the reason, never implicit."""
+    import logging
+
+    from sqlalchemy import update
+
+    from newsletter.models import Delivery
+
+    with session_scope(settings.database_url) as session:
+        result = session.execute(
+            update(Delivery)
+            .where(Delivery.issue_id == issue_id, Delivery.status == "sent")
+            .values(status="pending", last_error=f"resend requested: {reason}", updated_at=datetime.now(UTC))
+        )
+    logging.getLogger(__name__).warning("RESEND of issue %s: %s rows requeued (%s)", issue_id, result.rowcount, reason)
+    return {"issue_id": issue_id, "requeued": result.rowcount, "reason": reason}

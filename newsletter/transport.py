@@ -399,18 +399,18 @@ class OutboxTransport(_Base):
 
 
 def outbox_dir(settings: Settings) -> Path:
-    raw = settings.section("delivery").get("outbox", "var/outbox")
-    path = Path(raw)
-    if not path.is_absolute():
-        base = Path(settings.config_path).parent if settings.config_path else Path.cwd()
-        path = base / path
-    return path
+    return settings.path(settings.section("delivery").get("outbox", "var/outbox"))
+
+
+def transport_kind(settings: Settings) -> str:
+    if os.environ.get("NEWSLETTER_SMTP_URL"):
+        return "smtp"
+    return settings.section("delivery").get("transport") or "outbox"
 
 
 def transport_factory(settings: Settings) -> TransportFactory:
     """SMTP when NEWSLETTER_SMTP_URL is set or `[delivery] transport = "smtp"`, else the outbox."""
-    kind = "smtp" if os.environ.get("NEWSLETTER_SMTP_URL") else settings.section("delivery").get("transport")
-    kind = kind or "outbox"
+    kind = transport_kind(settings)
     if kind == "smtp":
         cfg = smtp_config(settings)
         return lambda: SmtpTransport(cfg)
