@@ -48,6 +48,10 @@ _TOPICS: dict[str, tuple[str, str]] = {
     "遥感": ("Remote Sensing", "遥感"),
     "强化学习": ("Reinforcement Learning", "强化学习"),
     "Interactive": ("Interactive Systems", "交互"),
+    "Zero-Shot": ("Zero-Shot Learning", "零样本学习"),
+    "Face Swapping": ("Face Swapping", "人脸交换"),
+    "Domain Adaptation": ("Domain Adaptation", "域适应"),
+    "检测/分割/跟踪": ("Detection / Segmentation / Tracking", "检测/分割/跟踪"),
 }
 
 # Separators that file names and URL slugs substitute for each other ("元宇宙/虚拟人" -> "元宇宙_虚拟人").

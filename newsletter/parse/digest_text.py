@@ -21,7 +21,9 @@ from newsletter.parse.common import (
     norm_ws,
 )
 from newsletter.parse.common import heading_date as find_heading_date
+from newsletter.parse.digest_markdown import clean_summary
 from newsletter.records import ParsedPaper, ParsedPost
+from newsletter.topics import canonical_topic, known_topics
 
 _AUTHORS = re.compile(r"^Authors\s*[:：]\s*(.*)$")
 _PDF = re.compile(r"^PDF(?:\s+(.*))?$")
@@ -45,49 +47,12 @@ _MARKERS = {
     "点此查看论文截图": "screens",
 }
 
-# Upstream topic names (category terms). Slugs are matched ignoring case, spaces and punctuation.
-KNOWN_TOPICS = (
-    "3DGS",
-    "NeRF",
-    "Diffusion Models",
-    "Talking Head Generation",
-    "元宇宙/虚拟人",
-    "医学图像",
-    "牙齿修复",
-    "3D reconstruction",
-    "GAN",
-    "LLM",
-    "Vision Transformer",
-    # Seen on the 2025 site; listed so their spelling (hyphens, slashes) survives the slug round trip.
-    "Agent",
-    "Few-Shot",
-    "Zero-Shot",
-    "TTS",
-    "Speech",
-    "I2I Translation",
-    "Face Swapping",
-    "Text-to-Motion",
-    "Domain Adaptation",
-    "MMT",
-    "视频理解",
-    "检测/分割/跟踪",
-    "无监督/半监督/对比学习",
-    "人脸相关",
-)
-
-
-def _topic_key(name: str) -> str:
-    return "".join(ch for ch in name.casefold() if ch.isalnum())
-
-
-_TOPIC_BY_KEY = {_topic_key(t): t for t in KNOWN_TOPICS}
-
 
 def topic_from_slug(slug: str) -> str:
     """'vision-transformer' -> 'Vision Transformer', '元宇宙_虚拟人' -> '元宇宙/虚拟人'; unknown ones title-cased."""
     slug = norm_ws(slug)
-    known = _TOPIC_BY_KEY.get(_topic_key(slug))
-    if known:
+    known = canonical_topic(slug)  # the registry matches ignoring case, spaces, "-", "_" and "/"
+    if known in known_topics():
         return known
     # Upstream file names write "/" as "_"; "-" is a word separator in URL slugs.
     parts = (re.split(r"[-\s]+", part) for part in slug.split("_"))
@@ -330,13 +295,7 @@ def _split_languages(paras: list[str]) -> tuple[str, str | None]:
 
 
 def _summary(lines: list[str], label: str, warnings: list[str]) -> str | None:
-    text = "\n\n".join(_paragraphs(lines))
-    if not text:
-        return None
-    if looks_like_llm_error(text):
-        warnings.append(f"{label}: LLM error text instead of a summary")
-        return None
-    return text
+    return clean_summary("\n\n".join(_paragraphs(lines)), label, warnings)
 
 
 def _takeaways(lines: list[str]) -> list[str]:
