@@ -1,0 +1,367 @@
+"""digest_newsletter: ingest, build, render and send one newsletter issue a day.
+
+Thin over the library: every task calls one step of `newsletter.pipeline` and passes ids and counts on
+(XCom never carries content). Nothing heavy is imported at parse time: the scheduler and the DAG processor
+parse this file every few seconds, so `newsletter` (SQLAlchemy, feedparser, jinja2, premailer) is imported
+inside the tasks only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+log = logging.getLogger("newsletter.dags.digest")
+
+# Read at parse time: environment lookups only, so parsing stays cheap.
+CRON = os.environ.get("NEWSLETTER_DAG_CRON", "0 8 * * *")
+TIMEZONE = os.environ.get("NEWSLETTER_DAG_TZ", "Asia/Shanghai")
+# The repository's config, used when NEWSLETTER_CONFIG is unset (a checkout with dags/ beside newsletter.toml).
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "newsletter.toml"
+
+DAG_DOC = f"""
+# digest_newsletter
+
+One newsletter issue per local day ({TIMEZONE}), sent to every active subscriber exactly once.
+
+**Schedule**: `{CRON}` in {TIMEZONE} (env `NEWSLETTER_DAG_CRON`, `NEWSLETTER_DAG_TZ`). Each run has a one-day
+data interval ending at its run time: the run on the morning of D+1 sends the issue of day D (its logical date
+is D 08:00). A manual run without a logical date covers the day before it was triggered; one triggered with a
+logical date L covers the day ending at L (pass `data_interval_start`/`_end` through the REST API to be exact).
+
+**Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
+`render_variants` -> `test_send` | `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per
+sender slot) -> `report`; `freshness` checks the store after ingestion and alerts.
+
+**Params** (manual runs): `dry_run` (write the mails to the outbox instead of SMTP; the ledger is untouched),
+`test_recipient` (one copy to this address, outside the ledger; nobody else gets anything), `test_lang` and
+`topics` (the variant of the test copy), `resend` (explicit: sent rows go back to pending and are sent again;
+logged).
+
+**Backfill**: `airflow backfill create --dag-id digest_newsletter --from-date D1+1 --to-date D2+1
+--max-active-runs 1` sends the issues of days D1..D2 (the dates select run times, the mornings after; without
+`--max-active-runs 1` a backfill runs up to 10 days at once). The ledger makes re-runs safe: nobody gets the
+same issue twice, and no paper is featured as new twice.
+
+**Failures**: ingest and send retry with exponential backoff; a task that fails for good emails the admins
+in `NEWSLETTER_ADMIN_EMAILS` (Airflow connection `smtp_default`). Operator guide: README "Operate".
+"""
+
+
+# ---- helpers (run inside tasks) -------------------------------------------------------------------------
+
+
+def _settings():
+    from newsletter.config import load_settings
+
+    explicit = os.environ.get("NEWSLETTER_CONFIG")
+    return load_settings(explicit or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None))
+
+
+def issue_day(context: dict[str, Any], timezone: str) -> date:
+    """The local day a run covers: its data interval, else (a manual run without one) the day before it ran."""
+    from newsletter.issue import Period
+
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is not None and end is not None and end > start:
+        return Period.from_interval(start, end, timezone).last
+    run_after = context["dag_run"].run_after
+    return Period.from_interval(run_after - timedelta(days=1), run_after, timezone).last
+
+
+def _admins() -> list[str]:
+    return [a.strip() for a in os.environ.get("NEWSLETTER_ADMIN_EMAILS", "").replace(";", ",").split(",") if a.strip()]
+
+
+ALERT_SUBJECT = "[paper-digest] {{ ti.dag_id }}.{{ ti.task_id }} failed ({{ run_id }})"
+ALERT_HTML = (
+    "<p>Task <b>{{ ti.dag_id }}.{{ ti.task_id }}</b> failed for good in run <code>{{ run_id }}</code> "
+    "(try {{ ti.try_number }}).</p><pre>{{ exception | e }}</pre>"
+    "<p>Log: <a href='{{ ti.log_url }}'>{{ ti.log_url }}</a></p>"
+)
+
+
+def alert_admins(context: dict[str, Any]) -> None:
+    """on_failure_callback: email the admins through the SMTP provider's notifier. Never raises: a broken alert
+    path must not hide the original failure, so problems are logged instead."""
+    exc = context.get("exception")
+    if getattr(exc, "alert", True) is False:
+        log.info("alert suppressed: already reported (%s)", exc)
+        return
+    admins = _admins()
+    if not admins:
+        log.warning("NEWSLETTER_ADMIN_EMAILS is unset: no alert email for this failure")
+        return
+    try:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    except ImportError:
+        log.warning("apache-airflow-providers-smtp is not installed: no alert email for this failure")
+        return
+    try:
+        sender = os.environ.get("NEWSLETTER_ALERT_FROM", "Paper Digest alerts <alerts@localhost>")
+        SmtpNotifier(to=admins, from_email=sender, subject=ALERT_SUBJECT, html_content=ALERT_HTML)(context)
+        log.info("alert email sent to %s", ", ".join(admins))
+    except Exception:
+        log.exception("could not send the alert email to %s", ", ".join(admins))
+
+
+def _log_ingest_totals(results: list[dict], enabled: int) -> None:
+    """One line for the whole ingestion; a source that failed for good pushed no result."""
+    statuses = [r["status"] for r in results]
+    log.info(
+        "sources: %s fetched, %s not modified, %s failed; papers new %s / duplicate %s; acceptances %s",
+        statuses.count("ok"), statuses.count("not modified"), enabled - len(results),
+        sum(r["papers_new"] for r in results), sum(r["papers_seen"] for r in results),
+        sum(r["acceptances"] for r in results),
+    )  # fmt: skip
+
+
+def _send_counts(out: dict) -> dict:
+    """sent / failed / bounced / retried out of the sender's report (4xx deferred or given up count as failed,
+    a dropped connection's requeued message as retried)."""
+    return {
+        "sent": out.get("sent", 0),
+        "failed": out.get("deferred", 0) + out.get("gave_up", 0),
+        "bounced": out.get("bounced", 0),
+        "retried": out.get("requeued", 0),
+    }
+
+
+def _label(text: str) -> None:
+    """The mapped instance's name in the UI (map_index_template "{{ label }}")."""
+    get_current_context()["label"] = text  # type: ignore[index]
+
+
+# Transient failures (network, SMTP relay, a locked database) are retried with exponential backoff:
+# about 2, 4, 8 minutes (Airflow adds up to 100% jitter), never more than an hour. Airflow 3.3's
+# retry_exponential_backoff is a multiplier: True would mean 1.0, i.e. no backoff at all.
+TRANSIENT = {
+    "retries": int(os.environ.get("NEWSLETTER_DAG_RETRIES", "3")),
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(hours=1),
+}
+
+
+# Mapped tasks do not take their docstring as doc_md: it is given explicitly.
+INGEST_DOC = """Fetch (conditional GET) or read one source, archive and store it. Raises when the source failed as a
+whole, so Airflow retries it with backoff; a bad entry or paper is only a warning in the log."""
+SEND_DOC = """Send one sender slot's share of the ledger. Each row is marked sent right after the server's 250, so a
+retry never sends a message twice. Raises when sending stopped early (circuit breaker, relay down), so Airflow
+retries later with backoff. With `dry_run` every pending mail is written to the outbox instead, and the ledger
+is left untouched (a real run afterwards still sends everything)."""
+
+
+# ---- the DAG --------------------------------------------------------------------------------------------
+
+
+@dag(
+    dag_id="digest_newsletter",
+    # No start_date: unpausing never sends at once (run_immediately=False); the first run is the next
+    # scheduled time. Missed days are backfilled explicitly (README "Operate"), hence catchup=False.
+    schedule=CronTriggerTimetable(CRON, timezone=TIMEZONE, interval=timedelta(days=1)),
+    catchup=False,
+    max_active_runs=1,  # one sender at a time: runs never race for the same ledger
+    doc_md=DAG_DOC,
+    tags=["newsletter"],
+    default_args={"owner": "newsletter", "retries": 0, "on_failure_callback": alert_admins},
+    params={
+        "dry_run": Param(False, type="boolean", description="Render and write the mails to the outbox, not SMTP."),
+        "test_recipient": Param(
+            None,
+            type=["null", "string"],
+            description="Send one copy to this address only, outside the ledger (a proof). Empty: real run.",
+        ),
+        "test_lang": Param("bilingual", enum=["en", "zh", "bilingual"], description="Language of the test copy."),
+        "topics": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string"},
+            description="Topic keys of the test copy (one per line); empty: every topic.",
+        ),
+        "resend": Param(
+            False,
+            type="boolean",
+            description="Send this issue AGAIN to subscribers who already got it (explicit, logged).",
+        ),
+    },
+)
+def digest_newsletter():
+    @task
+    def enabled_sources() -> list[str]:
+        """The names of the enabled sources in the config: one `ingest` instance each."""
+        names = [s.name for s in _settings().sources if s.enabled]
+        log.info("enabled sources: %s", ", ".join(names) or "none")
+        return names
+
+    # One source at a time, across all runs (backfills included): concurrent ingestion of sources that share
+    # papers collides on the papers' unique keys.
+    @task(
+        map_index_template="{{ label }}",
+        max_active_tis_per_dag=1,
+        execution_timeout=timedelta(minutes=20),
+        doc_md=INGEST_DOC,
+        **TRANSIENT,
+    )
+    def ingest(source: str) -> dict:
+        from newsletter.pipeline import ingest_step
+
+        _label(source)
+        out = ingest_step(_settings(), source)
+        log.info(
+            "source %s: %s; papers new %s / duplicate %s / updated %s; acceptances %s; warnings %s",
+            source, out["status"], out["papers_new"], out["papers_seen"], out["papers_updated"],
+            out["acceptances"], out["warnings"],
+        )  # fmt: skip
+        for line in out.get("warning_lines", []):
+            log.warning("%s", line)
+        if out["status"] == "failed":
+            raise RuntimeError(f"source {source} failed: {out.get('error')}")
+        keys = ("source", "status", "papers_new", "papers_seen", "papers_updated", "acceptances", "warnings")
+        return {k: out.get(k) for k in keys}
+
+    @task(trigger_rule="all_done")
+    def freshness(ingested: list[dict]) -> dict:
+        """Fail (which alerts) when the issue day was a weekday with zero new papers, when a source has failed
+        two runs in a row, or when a source failed in this run (its own failure already emailed: not again).
+        Never blocks sending: nothing downstream depends on it; it turns the run red for the operator."""
+        from newsletter.pipeline import freshness_step
+
+        settings = _settings()
+        day = issue_day(get_current_context(), settings.timezone)
+        out = freshness_step(settings, day, max_failures=int(os.environ.get("NEWSLETTER_ALERT_AFTER_FAILURES", "2")))
+        log.info("freshness %s: %s new papers, failing sources %s", day, out["new_papers"], out["failing_sources"])
+        fetched = {r["source"] for r in ingested}
+        failed_now = [s.name for s in settings.sources if s.enabled and s.name not in fetched]
+        if out["alerts"] or failed_now:
+            error = AirflowFailException("; ".join([*out["alerts"], *(f"source {n} failed" for n in failed_now)]))
+            error.alert = bool(out["alerts"])  # type: ignore[attr-defined]
+            raise error
+        return {k: out[k] for k in ("day", "new_papers", "failing_sources")}
+
+    # all_done: a failed source must not stop the issue (the others' papers go out). One build at a time: two
+    # issues built at once could both feature the same paper as new.
+    @task(trigger_rule="all_done", max_active_tis_per_dag=1)
+    def build_issue(ingested: list[dict]) -> dict:
+        """Build (or rebuild identically) the issue of the run's day. Skips the rest when there is nothing new."""
+        from newsletter.pipeline import build_step, period_for
+
+        settings = _settings()
+        _log_ingest_totals(list(ingested), len([s for s in settings.sources if s.enabled]))
+        day = issue_day(get_current_context(), settings.timezone)
+        issue, info = build_step(settings, period_for(settings, day))
+        if issue is None:
+            raise AirflowSkipException(f"no issue for {day}: no new papers or acceptances (nothing to send)")
+        log.info(
+            "issue %s for %s: %s papers in %s topics, %s acceptance highlights",
+            info["issue_id"], info["issue_date"], info["papers"], info["topics"], info["highlights"],
+        )  # fmt: skip
+        return {k: info[k] for k in ("issue_id", "issue_date", "papers", "highlights", "topics")}
+
+    @task
+    def render_variants(built: dict) -> dict:
+        """Render each distinct (language, topics) variant once, store it, and write the web archive page."""
+        from newsletter.pipeline import build_step, period_for, render_step, subscriber_variants, write_archive
+
+        settings = _settings()
+        day = date.fromisoformat(built["issue_date"])
+        issue, _ = build_step(settings, period_for(settings, day))  # identical rebuild: the Issue, not its XCom
+        if issue is None or issue.issue_id != built["issue_id"]:
+            raise RuntimeError(f"the issue of {day} changed under the run (expected id {built['issue_id']})")
+        out = render_step(settings, issue, subscriber_variants(settings))
+        page = write_archive(settings, issue)
+        log.info(
+            "variants %s: %s rendered, %s reused, largest HTML %s bytes; archive page %s",
+            out["variants"], out["rendered"], out["reused"], out["largest_html_bytes"], page,
+        )  # fmt: skip
+        return {"issue_id": issue.issue_id, **out}
+
+    @task
+    def test_send(built: dict) -> dict:
+        """With `test_recipient`: one copy to that address, outside the ledger. Skipped otherwise."""
+        from newsletter.pipeline import send_test_copy
+
+        params = get_current_context()["params"]
+        address = params.get("test_recipient")
+        if not address:
+            raise AirflowSkipException("no test_recipient: this is a real run")
+        day = date.fromisoformat(built["issue_date"])
+        out = send_test_copy(_settings(), day, address, params["test_lang"], params.get("topics"))
+        log.info("test copy of %s to %s: %s", built["issue_date"], address, out)
+        return out
+
+    @task
+    def prepare_ledger(built: dict) -> dict:
+        """One pending delivery per subscriber who has something to read (existing rows untouched, so a re-run
+        never queues anyone twice). With `resend`: sent rows go back to pending first (logged)."""
+        from newsletter.pipeline import prepare_step, resend_step
+
+        context = get_current_context()
+        params, issue_id = context["params"], built["issue_id"]
+        if params.get("test_recipient"):
+            raise AirflowSkipException("test run: only the test copy is sent")
+        settings = _settings()
+        if params.get("resend"):
+            reason = f"resend requested in run {context['run_id']} by {context['dag_run'].triggering_user_name}"
+            log.warning("RESEND issue %s: %s -> %s", issue_id, reason, resend_step(settings, issue_id, reason))
+        out = prepare_step(settings, issue_id)
+        log.info("ledger for issue %s: %s", issue_id, out)
+        return {"issue_id": issue_id, **out}
+
+    @task
+    def plan_senders(prepared: dict) -> list[int]:
+        """The sender slots to map `send` over (0..N-1); none when nothing is pending."""
+        from newsletter.pipeline import plan_senders as plan
+
+        slots = plan(_settings(), prepared["issue_id"])
+        log.info("issue %s: %s sender slot(s)", prepared["issue_id"], len(slots))
+        return slots
+
+    @task(map_index_template="{{ label }}", execution_timeout=timedelta(hours=2), doc_md=SEND_DOC, **TRANSIENT)
+    def send(prepared: dict, slot: int) -> dict:
+        from newsletter.pipeline import send_step
+
+        dry_run = bool(get_current_context()["params"].get("dry_run"))
+        _label(f"slot {slot}{' (dry run)' if dry_run else ''}")
+        out = send_step(_settings(), prepared["issue_id"], slot, dry_run)
+        if dry_run:
+            log.info("slot %s, dry run: %s", slot, out)
+            return {k: v for k, v in out.items() if isinstance(v, int | str | bool)}
+        counts = _send_counts(out)
+        log.info("slot %s: sent %s, failed %s, bounced %s, retried %s", slot, *counts.values())
+        for error in out.get("errors", [])[-20:]:
+            log.warning("%s", error)
+        if out.get("stopped"):
+            raise RuntimeError(f"sending stopped: {out['stopped']}")
+        return counts
+
+    @task(trigger_rule="none_failed_min_one_success")  # also when nothing was pending (no send instance)
+    def report(prepared: dict) -> dict:
+        """Counts by delivery status for the issue, and the failures with their reasons."""
+        from newsletter.pipeline import report_step
+
+        out = report_step(_settings(), prepared["issue_id"])
+        counts = out.get("counts", {})
+        log.info("issue %s delivery: %s", prepared["issue_id"], ", ".join(f"{k} {v}" for k, v in counts.items()))
+        for failure in out.get("failures", [])[:50]:
+            log.warning("not delivered: %s", failure)
+        return {"issue_id": prepared["issue_id"], "counts": counts, "failures": len(out.get("failures", []))}
+
+    ingested = ingest.expand(source=enabled_sources())
+    freshness(ingested)
+    built = build_issue(ingested)
+    rendered = render_variants(built)
+    rendered >> test_send(built)
+    prepared = prepare_ledger(built)
+    rendered >> prepared
+    sent = send.partial(prepared=prepared).expand(slot=plan_senders(prepared))
+    sent >> report(prepared)
+
+
+digest_newsletter()

@@ -1,0 +1,135 @@
+"""ingest_feeds: ingest every enabled source every hour, so no upstream post is ever missed.
+
+Why a DAG of its own: the upstream feed holds only its 20 newest posts (about 3 days). The daily
+digest_newsletter run ingests too, but if it fails, is paused or is late for a few days, posts fall off the
+feed before anyone reads them. An hourly conditional GET costs one 304 when nothing changed, and every post is
+in the store within the hour it appeared, whatever happens to the daily run. Like digest_newsletter it only
+imports `newsletter` inside its tasks (cheap to parse).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+log = logging.getLogger("newsletter.dags.ingest")
+
+# Off the hour by default, so it never ingests at the same moment as the 08:00 digest run.
+CRON = os.environ.get("NEWSLETTER_INGEST_CRON", "30 * * * *")
+TIMEZONE = os.environ.get("NEWSLETTER_DAG_TZ", "Asia/Shanghai")
+FAILURES_TO_ALERT = int(os.environ.get("NEWSLETTER_ALERT_AFTER_FAILURES", "2"))
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "newsletter.toml"
+
+DAG_DOC = f"""
+# ingest_feeds
+
+Ingests every enabled source on `{CRON}` ({TIMEZONE}; env `NEWSLETTER_INGEST_CRON`, `NEWSLETTER_DAG_TZ`).
+The upstream feed keeps only its 20 newest posts (about 3 days): ingesting hourly means a failed or late
+digest run never loses a post. Conditional GET makes an unchanged feed cost one HTTP 304.
+
+No retries here: the fetch layer already retries transient errors, and the next run is an hour away.
+`check_sources` fails, and emails the admins (`NEWSLETTER_ADMIN_EMAILS`), when a source has failed
+{FAILURES_TO_ALERT} fetches in a row (env `NEWSLETTER_ALERT_AFTER_FAILURES`); it emails once per outage, and the
+daily digest_newsletter run reminds every day while it lasts. Zero new papers on a weekday is checked once a
+day, by digest_newsletter's `freshness`.
+"""
+
+
+def _settings():
+    from newsletter.config import load_settings
+
+    explicit = os.environ.get("NEWSLETTER_CONFIG")
+    return load_settings(explicit or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None))
+
+
+def alert_admins(context: dict[str, Any]) -> None:
+    """on_failure_callback of check_sources: email the admins (SMTP provider's notifier); never raises."""
+    exc = context.get("exception")
+    admins = [a.strip() for a in os.environ.get("NEWSLETTER_ADMIN_EMAILS", "").replace(";", ",").split(",")]
+    admins = [a for a in admins if a]
+    if getattr(exc, "alert", True) is False or not admins:
+        log.info("no alert email (%s)", "already reported" if admins else "NEWSLETTER_ADMIN_EMAILS is unset")
+        return
+    try:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        SmtpNotifier(
+            to=admins,
+            from_email=os.environ.get("NEWSLETTER_ALERT_FROM", "Paper Digest alerts <alerts@localhost>"),
+            subject="[paper-digest] ingestion failing: {{ exception }}",
+            html_content="<p>{{ exception | e }}</p><p>Log: <a href='{{ ti.log_url }}'>{{ ti.log_url }}</a></p>",
+        )(context)
+    except Exception:  # ImportError (no SMTP provider) included: log, never mask the failure itself
+        log.exception("could not send the alert email to %s", ", ".join(admins))
+
+
+@dag(
+    dag_id="ingest_feeds",
+    # No start_date: once unpaused it ingests at once (run_immediately), then hourly.
+    schedule=CronTriggerTimetable(CRON, timezone=TIMEZONE, interval=timedelta(hours=1), run_immediately=True),
+    catchup=False,  # an hour missed is caught by the next conditional GET: the feed still holds it
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=50),  # a hung run must not block the next hour's
+    doc_md=DAG_DOC,
+    tags=["newsletter"],
+    default_args={"owner": "newsletter", "retries": 0},
+)
+def ingest_feeds():
+    @task
+    def enabled_sources() -> list[str]:
+        """The names of the enabled sources in the config: one `ingest` instance each."""
+        return [s.name for s in _settings().sources if s.enabled]
+
+    @task(
+        map_index_template="{{ label }}",
+        max_active_tis_per_dag=1,  # one source at a time: concurrent ingestion collides on the papers' keys
+        execution_timeout=timedelta(minutes=20),
+        doc_md="Fetch (conditional GET) or read one source and store it; fails when the source failed as a whole.",
+    )
+    def ingest(source: str) -> dict:
+        from newsletter.pipeline import ingest_step
+
+        get_current_context()["label"] = source  # type: ignore[index]
+        out = ingest_step(_settings(), source)
+        log.info(
+            "source %s: %s; papers new %s / duplicate %s / updated %s; acceptances %s; warnings %s",
+            source, out["status"], out["papers_new"], out["papers_seen"], out["papers_updated"],
+            out["acceptances"], out["warnings"],
+        )  # fmt: skip
+        for line in out.get("warning_lines", []):
+            log.warning("%s", line)
+        if out["status"] == "failed":
+            raise RuntimeError(f"source {source} failed: {out.get('error')}")
+        return {k: out.get(k) for k in ("source", "status", "papers_new", "papers_seen", "acceptances")}
+
+    @task(trigger_rule="all_done", on_failure_callback=alert_admins)
+    def check_sources() -> dict:
+        """Fail (and alert) when a source has failed several fetches in a row: after ~3 days of outage its
+        posts are gone from the feed. Emails once per outage: while the previous run's check failed too, it
+        stays red without emailing again."""
+        from newsletter.pipeline import freshness_step
+
+        settings = _settings()
+        context = get_current_context()
+        out = freshness_step(settings, context["dag_run"].run_after.date(), max_failures=FAILURES_TO_ALERT)
+        failing = out["failing_sources"]
+        if failing:
+            previous = context["ti"].get_previous_ti()
+            error = AirflowFailException(
+                "; ".join(f"source {name} failed {n} fetches in a row" for name, n in failing.items())
+            )
+            error.alert = previous is None or previous.state != "failed"  # type: ignore[attr-defined]
+            raise error
+        log.info("every source fetched fine")
+        return {"failing_sources": failing}
+
+    ingest.expand(source=enabled_sources()) >> check_sources()
+
+
+ingest_feeds()

@@ -1,0 +1,446 @@
+"""The Airflow DAGs: integrity, parse cost, and real runs with `dag.test()`.
+
+Everything Airflow runs in a subprocess with its own AIRFLOW_HOME (a fresh SQLite metadata database): Airflow
+reads its configuration once per process and keeps global state, so in-process runs would leak into each
+other and into the rest of the suite (and would write ~/airflow). The runs use the bundled sample, a
+synthetic three-day folder of posts and, when present, the real-data corpus.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections import defaultdict
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, corpus_or_skip
+
+DAGS = ROOT / "dags"
+SAMPLE = ROOT / "newsletter" / "sample"
+PARSE_BUDGET_S = 0.3
+HEAVY = ("feedparser", "premailer", "jinja2", "sqlalchemy", "newsletter")
+SUBSCRIBERS = SAMPLE / "subscribers.csv"  # ada, li.wei (3DGS;NeRF), grace (Diffusion; Talking Head), alan
+EVERYONE = ["ada@example.org", "alan@example.org", "grace@example.org", "li.wei@example.org"]
+
+# Runs one DAG with dag.test() once per entry of spec["runs"]; prints one RESULT line of JSON.
+RUNNER = """
+import json, sys
+from datetime import datetime
+
+spec = json.loads(sys.argv[1])
+if spec.get("subscribers"):
+    from newsletter.config import load_settings
+    from newsletter.db import session_scope
+    from newsletter.subscribers import import_csv
+
+    with session_scope(load_settings().database_url) as session:
+        import_csv(session, open(spec["subscribers"], encoding="utf-8").read())
+
+from airflow.dag_processing.dagbag import DagBag
+
+runs = []
+for run in spec["runs"]:
+    dag = DagBag(dag_folder=spec["dags"]).dags[spec["dag_id"]]  # afresh: dag.test() keeps one run's conf
+    when = {k: datetime.fromisoformat(run[k]) if run[k] else None for k in ("logical_date", "run_after") if k in run}
+    dr = dag.test(run_conf=run.get("conf"), **when)
+    tis = {f"{ti.task_id}[{ti.map_index}]": getattr(ti.state, "value", ti.state) for ti in dr.get_task_instances()}
+    runs.append({"state": getattr(dr.state, "value", dr.state), "tasks": tis})
+print("RESULT " + json.dumps({"runs": runs}))
+"""
+
+
+# ---- environment ------------------------------------------------------------------------------------------
+
+
+def _base_env(home: Path) -> dict[str, str]:
+    """This process's environment without any Airflow or newsletter settings, plus an isolated AIRFLOW_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "NEWSLETTER_", "_AIRFLOW"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def _python(code: str, env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, cwd=env.get("AIRFLOW_HOME"),
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def airflow_db(tmp_path_factory) -> Path:
+    """A migrated, empty Airflow metadata database, copied by each test (migrating takes seconds)."""
+    home = tmp_path_factory.mktemp("airflow-template")
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=_base_env(home), cwd=home, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return home / "airflow.db"
+
+
+def _write_config(tmp: Path, sources: str, extra: str = "") -> Path:
+    config = tmp / "newsletter.toml"
+    config.write_text(
+        textwrap.dedent(f"""
+        [newsletter]
+        database_url = "sqlite:///{tmp}/newsletter.db"
+        archive_dir = "{tmp}/raw"
+        timezone = "Asia/Shanghai"
+
+        [delivery]
+        outbox = "{tmp}/outbox"
+
+        [web]
+        archive_dir = "{tmp}/archive"
+        """)
+        + extra
+        + sources,
+        encoding="utf-8",
+    )
+    return config
+
+
+SAMPLE_SOURCES = f"""
+[[sources]]
+name = "sample-feed"
+kind = "feed"
+path = "{SAMPLE / "feed.xml"}"
+
+[[sources]]
+name = "sample-markdown"
+kind = "markdown"
+path = "{SAMPLE / "markdown"}"
+
+[[sources]]
+name = "sample-text"
+kind = "text"
+path = "{SAMPLE / "text"}"
+"""
+
+
+def _env(tmp: Path, airflow_db: Path, config: Path, **extra: str) -> dict[str, str]:
+    home = tmp / "airflow"
+    home.mkdir(exist_ok=True)
+    shutil.copy(airflow_db, home / "airflow.db")
+    env = _base_env(home)
+    env.update(NEWSLETTER_CONFIG=str(config), NEWSLETTER_DAG_RETRIES="0", **extra)
+    return env
+
+
+def _run_dag(env: dict[str, str], dag_id: str, runs: list[dict], subscribers: Path | None = SUBSCRIBERS) -> dict:
+    spec = {"dags": str(DAGS), "dag_id": dag_id, "runs": runs, "subscribers": str(subscribers or "")}
+    proc = _python(RUNNER, env, json.dumps(spec), timeout=600)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-6000:] + proc.stderr[-6000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def _sent_to(db: Path) -> list[str]:
+    """Who the ledger says got each issue: one entry per sent delivery."""
+    with sqlite3.connect(db) as conn:
+        query = "SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.status = 'sent'"
+        return sorted(email for (email,) in conn.execute(query))
+
+
+def _mails(outbox: Path) -> list[email.message.EmailMessage]:
+    files = sorted((outbox / "new").glob("*.eml")) if (outbox / "new").is_dir() else []
+    return [email.message_from_bytes(f.read_bytes(), policy=policy.default) for f in files]
+
+
+def _arxiv_ids(msg: email.message.EmailMessage) -> set[str]:
+    html = msg.get_body(("html",)).get_content()
+    return set(re.findall(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})", html))
+
+
+def _issue_of(msg: email.message.EmailMessage) -> str:
+    return re.search(r"<issue-(\d+)\.", msg["Message-ID"]).group(1)
+
+
+# ---- integrity and parse cost -----------------------------------------------------------------------------
+
+INSPECT = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+
+bag = DagBag(dag_folder=sys.argv[1])
+out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {},
+       "parse_s": sum(s.duration.total_seconds() for s in bag.dagbag_stats)}
+for dag_id, dag in bag.dags.items():
+    tt = dag.timetable
+    out["dags"][dag_id] = {
+        "timetable": type(tt).__name__, "cron": getattr(tt, "expression", None), "tz": str(getattr(tt, "timezone", "")),
+        "interval_s": getattr(tt, "interval", None) and tt.interval.total_seconds(),
+        "catchup": dag.catchup, "max_active_runs": dag.max_active_runs, "doc_md": bool(dag.doc_md),
+        "start_date": str(dag.start_date) if dag.start_date else None,
+        "run_immediately": getattr(tt, "run_immediately", None),
+        "params": sorted(dag.params.keys()),
+        "tasks": {t.task_id: {
+            "doc_md": bool(t.doc_md), "retries": t.retries, "backoff": t.retry_exponential_backoff,
+            "max_retry_delay_s": t.max_retry_delay and t.max_retry_delay.total_seconds(),
+            "mapped": any(c.__name__ == "MappedOperator" for c in type(t).__mro__), "trigger_rule": str(t.trigger_rule),
+            "max_active_tis_per_dag": t.max_active_tis_per_dag,
+            "callbacks": len(t.on_failure_callback or [] if isinstance(t.on_failure_callback, list)
+                             else [t.on_failure_callback] if t.on_failure_callback else []),
+        } for t in dag.tasks},
+    }
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _inspect(tmp: Path, **extra: str) -> dict:
+    env = _base_env(tmp)
+    env.update(extra)
+    proc = _python(INSPECT, env, str(DAGS), timeout=120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def test_dagbag_loads_both_dags_without_errors(tmp_path):
+    # Airflow 3 parses example DAGs as a bundle of their own: DagBag over dags/ holds only ours.
+    info = _inspect(tmp_path)
+    assert info["errors"] == {}
+    assert set(info["dags"]) == {"digest_newsletter", "ingest_feeds"}
+    digest, hourly = info["dags"]["digest_newsletter"], info["dags"]["ingest_feeds"]
+
+    assert digest["timetable"] == "CronTriggerTimetable"
+    assert (digest["cron"], digest["tz"], digest["interval_s"]) == ("0 8 * * *", "Asia/Shanghai", 86400)
+    assert (digest["catchup"], digest["max_active_runs"]) == (False, 1)
+    # No start_date and no run_immediately: unpausing never sends at once; missed days are explicit backfills.
+    assert (digest["start_date"], digest["run_immediately"]) == (None, False)
+    assert {"dry_run", "test_recipient", "resend", "topics"} <= set(digest["params"])
+    expected = {"enabled_sources", "ingest", "freshness", "build_issue", "render_variants", "test_send",
+                "prepare_ledger", "plan_senders", "send", "report"}  # fmt: skip
+    assert set(digest["tasks"]) == expected
+    for name in ("ingest", "send"):  # transient failures: retried with exponential backoff, mapped
+        t = digest["tasks"][name]
+        assert t["mapped"] and t["retries"] >= 1 and t["backoff"] > 1 and t["max_retry_delay_s"], (name, t)
+    assert all(t["doc_md"] for t in digest["tasks"].values()), digest["tasks"]
+    assert all(t["callbacks"] == 1 for t in digest["tasks"].values())  # the admin alert
+    # Sources that share papers must not be ingested at the same time, nor two issues built at once.
+    assert digest["tasks"]["ingest"]["max_active_tis_per_dag"] == 1
+    assert digest["tasks"]["build_issue"]["max_active_tis_per_dag"] == 1
+
+    assert (hourly["cron"], hourly["catchup"], hourly["max_active_runs"]) == ("30 * * * *", False, 1)
+    assert set(hourly["tasks"]) == {"enabled_sources", "ingest", "check_sources"}
+    assert hourly["tasks"]["ingest"]["max_active_tis_per_dag"] == 1 and hourly["run_immediately"] is True
+    assert digest["doc_md"] and hourly["doc_md"]
+
+
+def test_schedule_comes_from_the_environment(tmp_path):
+    info = _inspect(tmp_path, NEWSLETTER_DAG_CRON="15 6 * * 1-5", NEWSLETTER_DAG_TZ="Europe/Berlin")
+    digest = info["dags"]["digest_newsletter"]
+    assert (digest["cron"], digest["tz"]) == ("15 6 * * 1-5", "Europe/Berlin")
+
+
+def test_parse_time_under_budget(tmp_path):
+    """DagBag's own per-file parse time for dags/, best of 3 fresh processes (Airflow itself already loaded)."""
+    times = [_inspect(tmp_path)["parse_s"] for _ in range(3)]
+    print(f"dags/ parse time (DagBag), best of 3: {min(times):.3f}s (all: {', '.join(f'{t:.3f}' for t in times)})")
+    assert min(times) < PARSE_BUDGET_S
+
+
+IMPORTS = """
+import importlib.util, json, sys
+import airflow.sdk, airflow.sdk.exceptions  # what any DAG file pays: not counted against ours
+from airflow.dag_processing.dagbag import DagBag  # noqa: F401
+
+before = set(sys.modules)
+for path in sys.argv[1:]:
+    spec = importlib.util.spec_from_file_location("dagfile_" + path.rsplit("/", 1)[-1][:-3], path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print("RESULT " + json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_dag_files_import_nothing_heavy_at_top_level(tmp_path):
+    files = [str(p) for p in sorted(DAGS.glob("*.py"))]
+    proc = _python(IMPORTS, _base_env(tmp_path), *files, timeout=120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    new = json.loads(lines[-1][len("RESULT ") :])
+    heavy = [m for m in new if m.split(".")[0] in HEAVY]
+    assert heavy == [], f"imported at parse time: {heavy}"
+
+
+# ---- dag.test() end to end --------------------------------------------------------------------------------
+# dag.test(logical_date=L) makes a manual run, whose data interval Airflow infers as the day ENDING at L: the
+# issue of day D is dag.test(logical_date=D+1 00:00 UTC), i.e. D+1 08:00 Asia/Shanghai. (The scheduler's own
+# run for that issue has logical date D 00:00 UTC and the same interval; scripts/e2e triggers exactly that.)
+
+
+def test_sample_day_dry_run_real_run_test_copy_and_resend(tmp_path, airflow_db):
+    """The issue of 2026-11-25 (bundled sample), three manual runs:
+    1. `dry_run`: every mail is written to the outbox, nothing goes to SMTP, the ledger stays pending;
+    2. a real run without a logical date (it covers the day before it ran): one mail per subscriber, by SMTP;
+    3. `test_recipient`: exactly one more mail, to that address only, outside the ledger;
+    4. `resend`: the explicit way to send the same issue again, to everyone."""
+    from tests.smtp_server import SmtpServer
+
+    with SmtpServer() as smtp:
+        env = _env(tmp_path, airflow_db, _write_config(tmp_path, SAMPLE_SOURCES), NEWSLETTER_SMTP_URL=smtp.url)
+        runs = [
+            {"logical_date": "2026-11-26T00:00:00+00:00", "conf": {"dry_run": True}},
+            {"logical_date": None, "run_after": "2026-11-26T01:00:00+00:00"},
+            {
+                "logical_date": None,
+                "run_after": "2026-11-26T02:00:00+00:00",
+                "conf": {"test_recipient": "proof@example.org", "topics": ["3DGS"], "test_lang": "en"},
+            },
+            {"logical_date": None, "run_after": "2026-11-26T03:00:00+00:00", "conf": {"resend": True}},
+        ]
+        dry, real, proof, resend = _run_dag(env, "digest_newsletter", runs)["runs"]
+        smtp.wait_for(2 * len(EVERYONE) + 1, timeout=10)
+        by_smtp = sorted(r for m in smtp.handler.received for r in m.rcpt_tos)
+
+    for run in (dry, real, proof, resend):
+        assert run["state"] == "success", run
+    assert sum(k.startswith("ingest[") for k in dry["tasks"]) == 3
+    assert dry["tasks"]["test_send[-1]"] == "skipped" and real["tasks"]["report[-1]"] == "success"
+    assert proof["tasks"]["test_send[-1]"] == "success" and proof["tasks"]["prepare_ledger[-1]"] == "skipped"
+
+    outbox = _mails(tmp_path / "outbox")  # the dry run only
+    assert sorted(m["Delivered-To"] for m in outbox) == EVERYONE
+    assert all("2026-11-25" in m["Subject"] for m in outbox)
+    # The real run after the dry run sent everyone once; the resend, everyone once more.
+    assert by_smtp == sorted([*EVERYONE, *EVERYONE, "proof@example.org"])
+    assert _sent_to(tmp_path / "newsletter.db") == EVERYONE
+    assert (tmp_path / "archive" / "2026-11-25.html").is_file()
+
+
+def _markdown_post(day: str, topic: str, papers: list[tuple[str, str]]) -> str:
+    body = "\n".join(
+        f"## {title}\n\n**Authors:Ann Example, Bo Sample**\n\n{title} is studied with a new method; "
+        f"experiments show gains.\n\n[PDF](http://arxiv.org/abs/{arxiv}) \n\n**Summary**\n本文研究{title}。\n"
+        for arxiv, title in papers
+    )
+    return (
+        textwrap.dedent(f"""\
+        ---
+        title: {topic}
+        date: {day} 10:00:00
+        categories: Paper
+        tags:
+            - {topic}
+        ---
+
+        # {day} 更新
+
+        """)
+        + body
+    )
+
+
+def _three_days(folder: Path) -> None:
+    """Three consecutive days of 3DGS posts that overlap: each day re-posts papers of the days before (new
+    versions), the way upstream does, and all three sit in the source at once (a feed holds ~3 days)."""
+    days = {
+        "2026-11-16": [("2611.20001v1", "Alpha Splats"), ("2611.20002v1", "Beta Fields")],
+        "2026-11-17": [("2611.20001v2", "Alpha Splats"), ("2611.20003v1", "Gamma Meshes")],
+        "2026-11-18": [
+            ("2611.20002v2", "Beta Fields"),
+            ("2611.20003v2", "Gamma Meshes"),
+            ("2611.20004v1", "Delta Volumes"),
+        ],
+    }
+    folder.mkdir()
+    for day, papers in days.items():
+        (folder / f"{day}_3DGS.md").write_text(_markdown_post(day, "3DGS", papers), encoding="utf-8")
+
+
+def test_three_date_backfill_with_overlapping_posts(tmp_path, airflow_db):
+    """Runs for three consecutive days (as `airflow backfill create` makes them), then the first day again:
+    three issues, every subscriber with a matching topic gets three mails (Grace follows other topics), and no
+    paper reaches anyone twice as new."""
+    _three_days(tmp_path / "posts")
+    sources = f'\n[[sources]]\nname = "posts"\nkind = "markdown"\npath = "{tmp_path / "posts"}"\n'
+    env = _env(tmp_path, airflow_db, _write_config(tmp_path, sources))
+    runs = [{"logical_date": f"2026-11-{d}T00:00:00+00:00"} for d in (17, 18, 19)]
+    runs.append({"logical_date": None, "run_after": "2026-11-17T03:00:00+00:00"})  # a re-run of 2026-11-16
+    result = _run_dag(env, "digest_newsletter", runs)
+    assert [r["state"] for r in result["runs"]] == ["success"] * 4, result["runs"]
+
+    with sqlite3.connect(tmp_path / "newsletter.db") as db:
+        issues = db.execute("SELECT id, issue_date FROM issues ORDER BY issue_date").fetchall()
+        new_items = [r[0] for r in db.execute("SELECT paper_id FROM issue_items WHERE role = 'new'")]
+    assert [d for _, d in issues] == ["2026-11-16", "2026-11-17", "2026-11-18"]
+    assert len(new_items) == len(set(new_items)) == 4  # each paper featured as new exactly once
+
+    per_subscriber: dict[str, list[tuple[str, set[str]]]] = defaultdict(list)
+    for msg in _mails(tmp_path / "outbox"):
+        per_subscriber[msg["Delivered-To"]].append((_issue_of(msg), _arxiv_ids(msg)))
+    assert sorted(per_subscriber) == ["ada@example.org", "alan@example.org", "li.wei@example.org"]
+    assert _sent_to(tmp_path / "newsletter.db") == sorted(3 * list(per_subscriber))
+    for address, got in per_subscriber.items():
+        assert sorted(i for i, _ in got) == sorted(str(i) for i, _ in issues), address  # one mail per issue
+        seen = [arxiv for _, ids in got for arxiv in ids]
+        assert len(seen) == len(set(seen)) == 4, (address, got)
+
+
+def test_real_corpus_date(tmp_path, airflow_db):
+    """A real upstream day: an old feed snapshot imported with `newsletter ingest --file` (what an operator
+    does when a date was missed), then the run for the morning after 2024-12-05."""
+    snapshot = corpus_or_skip() / "feeds" / "2024-12-06T101100_9135756f.xml"
+    if not snapshot.is_file():
+        pytest.skip(f"corpus snapshot {snapshot.name} not found")
+    env = _env(tmp_path, airflow_db, _write_config(tmp_path, SAMPLE_SOURCES))
+    cli = [sys.executable, "-m", "newsletter.cli", "ingest", "--file", str(snapshot)]
+    proc = subprocess.run(cli, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    result = _run_dag(env, "digest_newsletter", [{"logical_date": "2024-12-06T00:00:00+00:00"}])
+    run = result["runs"][0]
+    assert run["state"] == "success", run
+    mails = _mails(tmp_path / "outbox")
+    recipients = sorted(m["Delivered-To"] for m in mails)
+    assert recipients == _sent_to(tmp_path / "newsletter.db")  # one mail per ledger row, per topic choice
+    assert {"ada@example.org", "alan@example.org"} <= set(recipients)  # every topic: always something to read
+    assert all("2024-12-05" in m["Subject"] for m in mails)
+    assert all(len(_arxiv_ids(m)) >= 5 for m in mails)
+
+
+def test_ingest_feeds_alerts_once_when_a_source_keeps_failing(tmp_path, airflow_db):
+    """ingest_feeds, hourly, against a feed that refuses connections: the first failure is noted, the second
+    in a row fails check_sources and emails the admins once; the third stays red without emailing again."""
+    from tests.smtp_server import SmtpServer
+
+    with socket.socket() as probe:  # a port nobody listens on: every fetch is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    source = f'\n[[sources]]\nname = "upstream"\nkind = "feed"\nurl = "http://127.0.0.1:{port}/atom.xml"\n'
+    config = _write_config(tmp_path, source, extra="\n[fetch]\nretries = 0\ntimeout = 2\n")
+    with SmtpServer() as smtp:
+        env = _env(
+            tmp_path,
+            airflow_db,
+            config,
+            NEWSLETTER_ADMIN_EMAILS="ops@example.org",
+            AIRFLOW_CONN_SMTP_DEFAULT=f"smtp://127.0.0.1:{smtp.port}?disable_tls=true&disable_ssl=true&retry_limit=0",
+        )
+        runs = [{"logical_date": f"2026-11-26T0{h}:30:00+00:00"} for h in (1, 2, 3)]
+        result = _run_dag(env, "ingest_feeds", runs, subscribers=None)
+        checks = [r["tasks"]["check_sources[-1]"] for r in result["runs"]]
+        assert checks == ["success", "failed", "failed"], result["runs"]
+        assert all(r["tasks"]["ingest[0]"] == "failed" for r in result["runs"])
+        assert smtp.wait_for(1, timeout=10)
+        alerts = list(smtp.handler.received)
+    assert [r.rcpt_tos for r in alerts] == [["ops@example.org"]]
+    assert b"upstream failed 2 fetches in a row" in alerts[0].data
