@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from pathlib import Path
 
 
@@ -21,7 +22,7 @@ def store_payload(root: str | Path, data: bytes) -> str:
     path = archive_path(root, digest)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp = path.with_suffix(f".tmp{os.getpid()}.{uuid.uuid4().hex}")  # unique per writer, threads included
         tmp.write_bytes(data)
         os.replace(tmp, path)  # atomic: a crash never leaves a half-written payload under its hash
     return digest

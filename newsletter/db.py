@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -42,19 +43,39 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+_MIGRATE_LOCK = threading.Lock()  # alembic keeps global state: one migration at a time per process
+_PG_LOCK_KEY = 0x6E657773  # advisory lock id: one migration at a time across processes and machines
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` (idempotent: every command calls it before touching the store)."""
+    with _MIGRATE_LOCK:
+        _migrate_locked(engine, revision)
+
+
+def _migrate_locked(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
 
-@cache
+_FACTORIES: dict[str, sessionmaker[Session]] = {}
+
+
 def _factory(url: str) -> sessionmaker[Session]:
-    engine = get_engine(url)
-    migrate(engine)
-    return sessionmaker(engine, expire_on_commit=False)
+    """A session factory per URL, created (and the schema migrated) once, also when threads race to it."""
+    factory = _FACTORIES.get(url)
+    if factory is None:
+        with _MIGRATE_LOCK:
+            factory = _FACTORIES.get(url)
+            if factory is None:
+                engine = get_engine(url)
+                _migrate_locked(engine)
+                factory = _FACTORIES[url] = sessionmaker(engine, expire_on_commit=False)
+    return factory
 
 
 @contextmanager

@@ -7,12 +7,14 @@ transaction: a payload that fails leaves everything stored before untouched.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.archive import load_payload, sha256_hex, store_payload
@@ -47,6 +49,7 @@ class Payload:
     location: str
     data: bytes
     fetched_at: datetime
+    log_id: int | None = None  # the fetch_log row to mark stored once its posts are in the store
 
 
 Progress = Callable[[str], None]
@@ -115,27 +118,31 @@ class SourceFailed(Exception):
     """The source as a whole could not be read (unreachable, HTTP error, no such path)."""
 
 
-def _log(session: Session, payload: Payload, status: int | None, sha: str | None, **extra) -> None:
-    session.add(
-        FetchLog(
-            source=payload.source,
-            location=payload.location,
-            fetched_at=payload.fetched_at,
-            http_status=status,
-            n_bytes=len(payload.data),
-            sha256=sha,
-            kind=payload.kind,
-            **extra,
-        )
+def _log(session: Session, payload: Payload, status: int | None, sha: str | None, **extra) -> FetchLog:
+    row = FetchLog(
+        source=payload.source,
+        location=payload.location,
+        fetched_at=payload.fetched_at,
+        http_status=status,
+        n_bytes=len(payload.data),
+        sha256=sha,
+        kind=payload.kind,
+        **extra,
     )
+    session.add(row)
+    session.flush()
+    return row
 
 
 def _archive(settings: Settings, payload: Payload, status: int | None = None, **extra) -> str:
     """Archive and log a payload in its own committed transaction, before anything can fail on it."""
     sha = store_payload(settings.archive_dir, payload.data)
     with session_scope(settings.database_url) as session:
-        _log(session, payload, status, sha, **extra)
+        payload.log_id = _log(session, payload, status, sha, **extra).id
     return sha
+
+
+RECORD_ATTEMPTS = 3  # concurrent ingests (two DAGs, mapped tasks) may race to insert the same new paper
 
 
 def _record(settings: Settings, payload: Payload, report: SourceReport) -> bool:
@@ -143,8 +150,7 @@ def _record(settings: Settings, payload: Payload, report: SourceReport) -> bool:
     name = Path(payload.location).name or payload.location
     try:
         posts, warnings = parse_payload(payload)
-        with session_scope(settings.database_url) as session:
-            stats = record_posts(session, posts, payload.source)
+        stats = _store_with_retry(settings, payload, posts)
     except Exception as exc:  # one bad payload must not stop the others
         report.stats.warnings.append(f"{payload.source}: {name}: could not be ingested: {exc}")
         return False
@@ -154,11 +160,29 @@ def _record(settings: Settings, payload: Payload, report: SourceReport) -> bool:
     return True
 
 
+def _store_with_retry(settings: Settings, payload: Payload, posts: list[ParsedPost]) -> IngestStats:
+    """Record the posts and mark the payload stored in ONE transaction. A unique-key race with another
+    ingest rolls back and retries: the retry sees the other side's rows and merges into them."""
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            with session_scope(settings.database_url) as session:
+                stats = record_posts(session, posts, payload.source)
+                if payload.log_id is not None:
+                    session.execute(update(FetchLog).where(FetchLog.id == payload.log_id).values(stored=True))
+            return stats
+        except IntegrityError:
+            if attempt == RECORD_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
 def _last_validators(settings: Settings, source: str) -> tuple[str | None, str | None]:
     with session_scope(settings.database_url) as session:
         row = session.scalars(
             select(FetchLog)
-            .where(FetchLog.source == source, FetchLog.http_status.in_((200, 304)))
+            # Only a payload that made it into the store may make the server answer 304 next time.
+            .where(FetchLog.source == source, FetchLog.http_status == 200, FetchLog.stored.is_(True))
             .order_by(FetchLog.fetched_at.desc(), FetchLog.id.desc())
             .limit(1)
         ).first()
@@ -204,6 +228,7 @@ def _already_read(settings: Settings, source: str, location: str, sha: str) -> b
         found = session.scalar(
             select(FetchLog.id)
             .where(FetchLog.source == source, FetchLog.location == location, FetchLog.sha256 == sha)
+            .where(FetchLog.stored.is_(True))
             .limit(1)
         )
     return found is not None
@@ -278,14 +303,14 @@ def replay(
     if source:
         query = query.where(FetchLog.source == source)
     with session_scope(settings.database_url) as session:
-        rows = [(r.source, r.kind, r.location, r.sha256, r.fetched_at) for r in session.scalars(query)]
+        rows = [(r.source, r.kind, r.location, r.sha256, r.fetched_at, r.id) for r in session.scalars(query)]
     reports: dict[str, SourceReport] = {}
-    for name, kind, location, sha, fetched_at in rows:
+    for name, kind, location, sha, fetched_at, log_id in rows:
         report = reports.setdefault(name, SourceReport(name))
         if progress:
             progress(f"replay {name}: {Path(location).name} ({fetched_at:%Y-%m-%d %H:%M})")
         try:
-            payload = Payload(name, kind, location, load_payload(settings.archive_dir, sha), fetched_at)
+            payload = Payload(name, kind, location, load_payload(settings.archive_dir, sha), fetched_at, log_id)
         except (OSError, ValueError) as exc:
             report.stats.warnings.append(f"{name}: archived payload {sha[:12]} unreadable: {exc}")
             continue

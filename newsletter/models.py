@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -39,6 +40,9 @@ class FetchLog(Base):
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    # True once the payload's posts are in the store. A payload archived but not stored (parse error, a lost
+    # race) must be fetched and read again: its validators are not used for conditional GET.
+    stored: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class Post(Base):

@@ -237,3 +237,61 @@ def test_hostile_feed_content_never_reaches_the_store(sqlite_settings, tmp_path)
     ):
         assert needle not in dump, needle
     assert "Safe Title" in dump and "https://picx.zhimg.com/v2-ok.jpg" in dump
+
+
+def test_payload_not_stored_is_fetched_again_not_skipped_as_304(settings, monkeypatch):
+    """A payload archived but not stored (here: the store fails once) must not be 'not modified' next time."""
+    body = SAMPLE_FEED.read_bytes()
+
+    def route(handler):
+        if handler.headers.get("If-None-Match") == '"s1"':
+            return 304, {"ETag": '"s1"'}, b""
+        return 200, {"ETag": '"s1"'}, body
+
+    import newsletter.ingest as ingest_module
+
+    real = ingest_module.record_posts
+    calls = {"n": 0}
+
+    def fail_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("database went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "record_posts", fail_once)
+    with Server() as srv:
+        srv.routes["/atom.xml"] = route
+        live = replace(settings, sources=(Source("blog", "feed", url=srv.base + "/atom.xml"),))
+        [first] = ingest(live)
+        [second] = ingest(live)
+        [third] = ingest(live)
+        conditional = ["If-None-Match" in headers for _path, headers in srv.requests]
+    assert first.failed and "database went away" in first.stats.warnings[0]
+    assert second.status == "ok" and second.stats.papers_new == 7
+    assert third.status == "not modified"
+    assert conditional == [False, False, True]
+
+
+def test_concurrent_ingests_of_overlapping_payloads_lose_nothing(settings):
+    """Two ingests racing to insert the same new papers (two DAGs, mapped tasks) both end up stored."""
+    import threading
+
+    errors: list[BaseException] = []
+    reports = []
+
+    def run(name: str) -> None:
+        try:
+            reports.append(ingest_file(settings, SAMPLE_FEED, kind="feed", source=name))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"racer-{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(r.status == "ok" for r in reports), [r.stats.warnings for r in reports]
+    assert len(store_snapshot(settings.database_url)) == 7
+    with session_scope(settings.database_url) as s:
+        assert all(s.scalars(select(FetchLog.stored)).all())
