@@ -200,11 +200,9 @@ def digest_newsletter():
         log.info("enabled sources: %s", ", ".join(names) or "none")
         return names
 
-    # One source at a time, across all runs (backfills included): concurrent ingestion of sources that share
-    # papers collides on the papers' unique keys.
+    # Sources are ingested in parallel: the store retries a unique-key race with a concurrent ingest.
     @task(
         map_index_template="{{ label }}",
-        max_active_tis_per_dag=1,
         execution_timeout=timedelta(minutes=20),
         doc_md=INGEST_DOC,
         **TRANSIENT,

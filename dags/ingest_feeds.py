@@ -88,7 +88,6 @@ def ingest_feeds():
 
     @task(
         map_index_template="{{ label }}",
-        max_active_tis_per_dag=1,  # one source at a time: concurrent ingestion collides on the papers' keys
         execution_timeout=timedelta(minutes=20),
         doc_md="Fetch (conditional GET) or read one source and store it; fails when the source failed as a whole.",
     )

@@ -235,13 +235,12 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
         assert t["mapped"] and t["retries"] >= 1 and t["backoff"] > 1 and t["max_retry_delay_s"], (name, t)
     assert all(t["doc_md"] for t in digest["tasks"].values()), digest["tasks"]
     assert all(t["callbacks"] == 1 for t in digest["tasks"].values())  # the admin alert
-    # Sources that share papers must not be ingested at the same time, nor two issues built at once.
-    assert digest["tasks"]["ingest"]["max_active_tis_per_dag"] == 1
+    # Two issues built at once could both feature the same paper as new (sources may ingest in parallel).
     assert digest["tasks"]["build_issue"]["max_active_tis_per_dag"] == 1
 
     assert (hourly["cron"], hourly["catchup"], hourly["max_active_runs"]) == ("30 * * * *", False, 1)
     assert set(hourly["tasks"]) == {"enabled_sources", "ingest", "check_sources"}
-    assert hourly["tasks"]["ingest"]["max_active_tis_per_dag"] == 1 and hourly["run_immediately"] is True
+    assert hourly["run_immediately"] is True
     assert digest["doc_md"] and hourly["doc_md"]
 
 

@@ -1,6 +1,6 @@
 """scripts/e2e from the test suite, on demand: it starts the whole stack (PostgreSQL databases, Airflow
 api-server, scheduler and dag-processor, an SMTP sink, the web app) and takes about two minutes, so it runs
-only when NEWSLETTER_E2E=1 (CI runs scripts/e2e directly)."""
+only when NEWSLETTER_E2E=1 (.ci/run sets it)."""
 
 from __future__ import annotations
 
