@@ -162,7 +162,19 @@ def ingest_step(settings: Settings, source: str | None = None) -> dict:
     """Ingest one source (or all enabled ones); never raises for a failed source, the caller decides."""
     from newsletter.ingest import ingest
 
-    reports = ingest(settings, [source] if source else None)
+    return _ingest_summary(ingest(settings, [source] if source else None), source)
+
+
+def replay_step(settings: Settings, source: str | None, since: datetime, until: datetime) -> dict:
+    """Backfills: re-read the payloads archived between `since` and `until`, without the network. Idempotent:
+    what the store already has stays as it is; a parser improved since then fills in what it missed."""
+    from newsletter.ingest import SourceReport, replay
+
+    reports = replay(settings, since, until, source) or [SourceReport(source or "all", status="not modified")]
+    return _ingest_summary(reports, source)
+
+
+def _ingest_summary(reports: list, source: str | None) -> dict:
     out = {
         "source": source or "all",
         "status": "failed" if any(r.failed for r in reports) else reports[0].status if reports else "ok",

@@ -295,3 +295,16 @@ def test_concurrent_ingests_of_overlapping_payloads_lose_nothing(settings):
     assert len(store_snapshot(settings.database_url)) == 7
     with session_scope(settings.database_url) as s:
         assert all(s.scalars(select(FetchLog.stored)).all())
+
+
+def test_replay_step_rereads_the_archive_of_a_window_without_the_network(sqlite_settings):
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter.pipeline import replay_step
+
+    ingest(sqlite_settings)  # archives and logs the three sample payloads now
+    now = datetime.now(UTC)
+    out = replay_step(sqlite_settings, "sample-feed", now - timedelta(hours=1), now + timedelta(hours=1))
+    assert out["status"] == "ok" and out["papers_new"] == 0 and out["papers_seen"] == 7
+    empty = replay_step(sqlite_settings, "sample-feed", now - timedelta(days=30), now - timedelta(days=29))
+    assert empty["status"] == "not modified" and empty["posts"] == 0
