@@ -190,7 +190,7 @@ for dag_id, dag in bag.dags.items():
         "interval_s": getattr(tt, "interval", None) and tt.interval.total_seconds(),
         "catchup": dag.catchup, "max_active_runs": dag.max_active_runs, "doc_md": bool(dag.doc_md),
         "start_date": str(dag.start_date) if dag.start_date else None,
-        "run_immediately": getattr(tt, "run_immediately", None),
+        "run_immediately": str(getattr(tt, "run_immediately", None)),
         "params": sorted(dag.params.keys()),
         "tasks": {t.task_id: {
             "doc_md": bool(t.doc_md), "retries": t.retries, "backoff": t.retry_exponential_backoff,
@@ -225,7 +225,8 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     assert (digest["cron"], digest["tz"], digest["interval_s"]) == ("0 8 * * *", "Asia/Shanghai", 86400)
     assert (digest["catchup"], digest["max_active_runs"]) == (False, 1)
     # No start_date and no run_immediately: unpausing never sends at once; missed days are explicit backfills.
-    assert (digest["start_date"], digest["run_immediately"]) == (None, False)
+    # (timedelta(0), not False: False still runs the latest tick when unpaused within 2.4 h after it.)
+    assert (digest["start_date"], digest["run_immediately"]) == (None, "0:00:00")
     assert {"dry_run", "test_recipient", "resend", "topics"} <= set(digest["params"])
     expected = {"enabled_sources", "ingest", "freshness", "build_issue", "render_variants", "test_send",
                 "prepare_ledger", "plan_senders", "send", "report"}  # fmt: skip
@@ -240,7 +241,7 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
 
     assert (hourly["cron"], hourly["catchup"], hourly["max_active_runs"]) == ("30 * * * *", False, 1)
     assert set(hourly["tasks"]) == {"enabled_sources", "ingest", "check_sources"}
-    assert hourly["run_immediately"] is True
+    assert hourly["run_immediately"] == "True"
     assert digest["doc_md"] and hourly["doc_md"]
 
 
