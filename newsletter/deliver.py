@@ -5,7 +5,7 @@ The ledger
 `deliveries` has one row per (issue, subscriber), unique, created by `prepare_ledger()` for every active
 subscriber whose topics have something in the issue (the others are reported as skipped). It never touches a
 row that exists, so re-running or backfilling a date cannot queue anyone twice. The row stores the Message-ID
-(deterministic) and the variant key (`"<lang>|<topic;topic>"`, the same key as `pipeline.VariantSpec`).
+(deterministic) and the variant key (`"<lang>|<topic;topic>"`, the key of `records.VariantSpec`).
 
 Row states::
 
@@ -89,6 +89,7 @@ from newsletter.db import get_engine, session_scope
 from newsletter.issue import freeze_issue
 from newsletter.message import MessageSettings, MessageTemplate, Person, assemble, make_message_id
 from newsletter.models import Delivery, IssueItem, IssueRow, Sighting, Subscriber
+from newsletter.records import VariantSpec
 from newsletter.topics import normalize_key
 from newsletter.transport import SendFailure, TransportError, TransportFactory
 from newsletter.transport import transport_factory as configured_transport
@@ -148,13 +149,13 @@ class DeliveryConfig:
 
 
 def variant_key(lang: str, topics: Iterable[str] | None) -> str:
-    """`"<lang>|<topic;topic>"`, topics sorted, "" for every topic: the key of `pipeline.VariantSpec`."""
-    return f"{lang}|{';'.join(sorted(topics or ()))}"
+    """The key of `records.VariantSpec`, from a subscriber's language and topics."""
+    return VariantSpec(lang, frozenset(topics) if topics else None).key
 
 
 def parse_variant_key(key: str) -> tuple[str, frozenset[str] | None]:
-    lang, _, topics = key.partition("|")
-    return lang, (frozenset(topics.split(";")) if topics else None)
+    spec = VariantSpec.parse(key)
+    return spec.lang, spec.topics
 
 
 def issue_topics(session: Session, issue_id: int) -> set[str]:
@@ -903,7 +904,7 @@ def send_date(
         _probe(variants, variants, ms, issue.issue_id, issue.issue_date)
         report.note = note
         return report
-    pipeline.render_step(settings, issue, [pipeline.VariantSpec.parse(k) for k in sorted(keys)])
+    pipeline.render_step(settings, issue, [VariantSpec.parse(k) for k in sorted(keys)])
     variants = pipeline.load_variants(settings, issue.issue_id)
     report = send_issue(settings, issue.issue_id, variants, transport_factory, workers=workers, progress=progress)
     report.note = note

@@ -6,7 +6,6 @@ never carries content. Heavy work reads and writes the database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.issue import IssueSettings, Period, build_issue
 from newsletter.models import IssueRow, IssueVariant, Subscriber
-from newsletter.records import Issue
+from newsletter.records import Issue, VariantSpec
 
 MODES = ("en", "zh", "bilingual")
 
@@ -46,25 +45,6 @@ def period_for(settings: Settings, day: date) -> Period:
 
 
 # ---- variants ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VariantSpec:
-    lang: str
-    topics: frozenset[str] | None  # None: every topic
-
-    @property
-    def key(self) -> str:
-        return f"{self.lang}|{';'.join(sorted(self.topics or ()))}"
-
-    @classmethod
-    def parse(cls, key: str) -> VariantSpec:
-        lang, _, topics = key.partition("|")
-        return cls(lang, frozenset(topics.split(";")) if topics else None)
-
-    @classmethod
-    def of(cls, subscriber: Subscriber) -> VariantSpec:
-        return cls(subscriber.language, frozenset(subscriber.topics) if subscriber.topics else None)
 
 
 def subscriber_variants(settings: Settings) -> list[VariantSpec]:

@@ -113,3 +113,21 @@ class Issue:
     @property
     def n_papers(self) -> int:
         return sum(len(s.papers) for s in self.sections)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One rendering of an issue: a language mode and a topic selection. Its key names stored variants and
+    ledger rows alike: "<lang>|<topic;topic>" with topics sorted, "<lang>|" for every topic."""
+
+    lang: str
+    topics: frozenset[str] | None  # None: every topic
+
+    @property
+    def key(self) -> str:
+        return f"{self.lang}|{';'.join(sorted(self.topics or ()))}"
+
+    @classmethod
+    def parse(cls, key: str) -> VariantSpec:
+        lang, _, topics = key.partition("|")
+        return cls(lang, frozenset(topics.split(";")) if topics else None)
