@@ -37,3 +37,16 @@ def test_archive_page_has_every_paper(real_day):
         for paper in section.papers:
             assert f'id="p{paper.paper_id}"' in page
             assert str(escape(paper.title)) in page
+
+
+@pytest.mark.parametrize("mode", ["en", "zh", "bilingual"])
+def test_html_part_as_sent_fits_the_budget(real_day, mode):
+    """Measured in the assembled message itself (base64 lines, CRLF, real links and name substituted)."""
+    from newsletter import pipeline
+
+    settings, issue = real_day
+    _variant, _html, _text, eml = pipeline.preview_step(settings, issue, pipeline.VariantSpec(mode, None))
+    head = eml.index(b"Content-Type: text/html")
+    body = eml[eml.index(b"\r\n\r\n", head) + 4 :]
+    body = body[: body.index(b"\r\n--")]
+    assert len(body) <= render_options(settings).html_budget_bytes
