@@ -887,7 +887,6 @@ def send_date(
     with session_scope(settings.database_url) as session:
         ledger = prepare_ledger(session, issue.issue_id, ms=ms)
         recovered = recover_stale(session, issue.issue_id, cfg.stale_after_s) if recover and not dry_run else 0
-        keys = needed_variants(session, issue.issue_id)
         if dry_run:
             report = SendReport(issue.issue_id, default_worker(), dry_run=True)
             report.would_send = _would_send(session, issue.issue_id, cfg)
@@ -904,8 +903,7 @@ def send_date(
         _probe(variants, variants, ms, issue.issue_id, issue.issue_date)
         report.note = note
         return report
-    pipeline.render_step(settings, issue, [VariantSpec.parse(k) for k in sorted(keys)])
-    variants = pipeline.load_variants(settings, issue.issue_id)
+    variants = pipeline.variants_for_sending(settings, issue.issue_id, issue)
     report = send_issue(settings, issue.issue_id, variants, transport_factory, workers=workers, progress=progress)
     report.note = note
     return report

@@ -114,11 +114,6 @@ def load_variants(settings: Settings, issue_id: int) -> dict[str, IssueVariant]:
         return {r.variant_key: r for r in rows}
 
 
-def issue_row(settings: Settings, day: date) -> IssueRow | None:
-    with session_scope(settings.database_url) as session:
-        return session.scalar(select(IssueRow).where(IssueRow.issue_date == day))
-
-
 def write_archive(settings: Settings, issue: Issue, out_dir: str | Path | None = None) -> Path:
     """The archive page for an issue, in the folder the web app serves."""
     from newsletter.render import render_archive
@@ -262,9 +257,22 @@ def send_step(settings: Settings, issue_id: int, slot: int = 0, dry_run: bool = 
 
     if dry_run:
         return dry_run_to_outbox(settings, issue_id)
-    variants = load_variants(settings, issue_id)
+    variants = variants_for_sending(settings, issue_id)
     report = send_issue(settings, issue_id, variants, worker=f"{socket.gethostname()}/{slot}")
     return report.as_dict()
+
+
+def variants_for_sending(settings: Settings, issue_id: int, issue: Issue | None = None) -> dict[str, IssueVariant]:
+    """Every variant the ledger still needs, rendered: a subscriber may have changed language or topics since the
+    render step. render_step reuses a stored variant whose issue hash is unchanged, so this is cheap."""
+    from newsletter.deliver import needed_variants
+
+    with session_scope(settings.database_url) as session:
+        needed = needed_variants(session, issue_id)
+        issue_date = session.get(IssueRow, issue_id).issue_date
+    issue = issue or build_step(settings, period_for(settings, issue_date))[0]  # identical (frozen) rebuild
+    render_step(settings, issue, [VariantSpec.parse(k) for k in sorted(needed)])
+    return load_variants(settings, issue_id)
 
 
 def dry_run_to_outbox(settings: Settings, issue_id: int) -> dict:
@@ -274,7 +282,7 @@ def dry_run_to_outbox(settings: Settings, issue_id: int) -> dict:
     from newsletter.transport import OutboxTransport, outbox_dir
 
     ms = MessageSettings.from_settings(settings)
-    variants = load_variants(settings, issue_id)
+    variants = variants_for_sending(settings, issue_id)
     templates: dict[str, object] = {}
     written = 0
     with session_scope(settings.database_url) as session, OutboxTransport(outbox_dir(settings)) as outbox:

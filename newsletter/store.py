@@ -192,6 +192,9 @@ def _apply_latest(paper: Paper, parsed: ParsedPaper, post: ParsedPost, venue: Ve
     return venue.accepted and (not was.accepted or _venue_key(was) != _venue_key(venue))
 
 
+_VERDICT_RANK = {"seen": 0, "updated": 1, "new": 2}
+
+
 def record_posts(session: Session, posts: list[ParsedPost], source: str, now: datetime | None = None) -> IngestStats:
     """Store a payload's posts; idempotent. Caller owns the transaction."""
     now = now or _now()
@@ -204,13 +207,11 @@ def record_posts(session: Session, posts: list[ParsedPost], source: str, now: da
     known_keys = set()
     if keys:
         known_keys = set(session.scalars(select(Sighting.sighting_key).where(Sighting.sighting_key.in_(keys))))
-    rank = {"seen": 0, "updated": 1, "new": 2}
     touched: dict[int, str] = {}  # id(Paper) -> the strongest verdict over its occurrences in this payload
     for post, parsed in pairs:
         stats.papers += 1
         paper, verdict = _record_one(session, index, post_rows, known_keys, post, parsed, source, now, stats)
-        if rank[verdict] > rank[touched.get(id(paper), "seen")] or id(paper) not in touched:
-            touched[id(paper)] = verdict
+        touched[id(paper)] = max(verdict, touched.get(id(paper), "seen"), key=_VERDICT_RANK.__getitem__)
     for verdict in touched.values():
         setattr(stats, f"papers_{verdict}", getattr(stats, f"papers_{verdict}") + 1)
     session.flush()

@@ -6,6 +6,7 @@ import email
 import json
 import subprocess
 import sys
+from datetime import date
 from email import policy
 from pathlib import Path
 
@@ -100,3 +101,22 @@ def test_bad_config_is_reported(workdir):
     (workdir / "newsletter.toml").write_text('[[sources]]\nname = "x"\nkind = "nope"\npath = "a"\n', encoding="utf-8")
     result = cli(workdir, "ingest")
     assert result.returncode == 2 and "kind must be one of" in result.stderr
+
+
+def test_subscriber_changing_language_after_render_still_gets_mail(sqlite_settings):
+    """The DAG renders variants, then queues the ledger: a preference change in between must not break send."""
+    from newsletter import pipeline, subscribers
+    from newsletter.db import session_scope
+    from newsletter.ingest import ingest
+
+    with session_scope(sqlite_settings.database_url) as s:
+        subscribers.import_csv(s, (SAMPLE_DIR / "subscribers.csv").read_text(encoding="utf-8"))
+    ingest(sqlite_settings)
+    issue, _ = pipeline.build_step(sqlite_settings, pipeline.period_for(sqlite_settings, date(2026, 11, 25)))
+    pipeline.render_step(sqlite_settings, issue, pipeline.subscriber_variants(sqlite_settings))
+    with session_scope(sqlite_settings.database_url) as s:  # a variant nobody had at render time
+        subscribers.update(subscribers.get(s, "alan@example.org"), language="zh", topics="NeRF")
+    pipeline.prepare_step(sqlite_settings, issue.issue_id)
+    out = pipeline.send_step(sqlite_settings, issue.issue_id)
+    assert out["sent"] == 4
+    assert "zh|NeRF" in pipeline.load_variants(sqlite_settings, issue.issue_id)
