@@ -26,10 +26,10 @@ def largest_day_issue(workdir: Path):
     (settings, the issue with the most papers). None when the corpus is absent."""
     from sqlalchemy import select
 
-    from newsletter import pipeline
     from newsletter.db import session_scope
-    from newsletter.ingest import ingest_file
-    from newsletter.models import Post
+    from newsletter.db.models import Post
+    from newsletter.pipeline import steps as pipeline
+    from newsletter.pipeline.ingest import ingest_file
 
     snapshot = largest_snapshot()
     if snapshot is None:

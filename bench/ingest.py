@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.db import get_engine, migrate  # noqa: E402
-from newsletter.ingest import ingest_file  # noqa: E402
+from newsletter.pipeline.ingest import ingest_file  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "feeds"
 

@@ -17,7 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import largest_day_issue
-from newsletter import pipeline, render, tokens
+from newsletter.deliver import tokens
+from newsletter.pipeline import steps as pipeline
+from newsletter.render import variant as render
 
 N_SUBSCRIBERS = 1000
 

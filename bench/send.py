@@ -154,9 +154,9 @@ def setup_issue(workdir: Path, url: str):
 
     from newsletter.config import load_settings
     from newsletter.db import session_scope
-    from newsletter.ingest import ingest_file
-    from newsletter.issue import IssueSettings, Period, build_issue
-    from newsletter.models import Post
+    from newsletter.db.models import Post
+    from newsletter.issue.build import IssueSettings, Period, build_issue
+    from newsletter.pipeline.ingest import ingest_file
 
     feeds = sorted(CORPUS_FEEDS.glob("*.xml"), key=lambda p: p.stat().st_size)
     if not feeds:
@@ -182,7 +182,7 @@ def add_subscribers(settings, issue, n: int) -> None:
     from sqlalchemy import insert
 
     from newsletter.db import session_scope
-    from newsletter.models import Subscriber
+    from newsletter.db.models import Subscriber
 
     t = [s.topic for s in issue.sections] + ["GAN"] * 4
     menu = [None] * 8 + [[t[0]]] * 3 + [[t[1]]] * 2 + [[t[2]]] * 2 + [[t[0], t[1]]] * 2 + [[t[1], t[3]]] * 2 + [["GAN"]]
@@ -208,9 +208,9 @@ def render_needed(settings, issue) -> tuple[dict, float]:
     from sqlalchemy import select
 
     from newsletter.db import session_scope
-    from newsletter.deliver import parse_variant_key, variant_key
-    from newsletter.models import Subscriber
-    from newsletter.render import render_variant
+    from newsletter.db.models import Subscriber
+    from newsletter.deliver.ledger import parse_variant_key, variant_key
+    from newsletter.render.variant import render_variant
 
     present = {s.topic for s in issue.sections}
     with session_scope(settings.database_url) as s:
@@ -235,9 +235,10 @@ def raw_loop(port: int, messages: list[bytes], n: int, smtp_class=smtplib.SMTP) 
 
 def child(n: int, port: int, pg: str | None) -> None:
     from newsletter.db import session_scope
-    from newsletter.deliver import prepare_ledger, send_issue
-    from newsletter.message import MessageSettings, MessageTemplate, Person, assemble
-    from newsletter.transport import _SMTP, SmtpConfig, SmtpTransport
+    from newsletter.deliver.ledger import prepare_ledger
+    from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
+    from newsletter.deliver.sender import send_issue
+    from newsletter.deliver.transport import _SMTP, SmtpConfig, SmtpTransport
 
     with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp, database(Path(tmp), pg) as url:
         settings, issue = setup_issue(Path(tmp), url)

@@ -1,6 +1,6 @@
 """digest_newsletter: ingest, build, render and send one newsletter issue a day.
 
-Thin over the library: every task calls one step of `newsletter.pipeline` and passes ids and counts on
+Thin over the library: every task calls one step of `newsletter.pipeline.steps` and passes ids and counts on
 (XCom never carries content). Nothing heavy is imported at parse time: the scheduler and the DAG processor
 parse this file every few seconds, so `newsletter` (SQLAlchemy, feedparser, jinja2, premailer) is imported
 inside the tasks only.
@@ -66,7 +66,7 @@ def _settings():
 
 def issue_day(context: dict[str, Any], timezone: str) -> date:
     """The local day a run covers: its data interval, else (a manual run without one) the day before it ran."""
-    from newsletter.issue import Period
+    from newsletter.issue.build import Period
 
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None and end > start:
@@ -78,7 +78,7 @@ def issue_day(context: dict[str, Any], timezone: str) -> date:
 def _replay_window(day: date, settings) -> tuple[datetime, datetime]:
     """Payloads that can hold posts of `day`: fetched from `lookback_days` before it to 4 days after (the feed
     keeps about 3 days of posts)."""
-    from newsletter.pipeline import issue_settings
+    from newsletter.pipeline.steps import issue_settings
 
     lookback = issue_settings(settings).lookback_days
     start = datetime.combine(day - timedelta(days=lookback), datetime.min.time(), tzinfo=UTC)
@@ -219,7 +219,7 @@ def digest_newsletter():
         **TRANSIENT,
     )
     def ingest(source: str) -> dict:
-        from newsletter.pipeline import ingest_step, replay_step
+        from newsletter.pipeline.steps import ingest_step, replay_step
 
         _label(source)
         ctx = get_current_context()
@@ -250,7 +250,7 @@ def digest_newsletter():
         """Fail (which alerts) when the issue day was a weekday with zero new papers, when a source has failed
         two runs in a row, or when a source failed in this run (its own failure already emailed: not again).
         Never blocks sending: nothing downstream depends on it; it turns the run red for the operator."""
-        from newsletter.pipeline import freshness_step
+        from newsletter.pipeline.steps import freshness_step
 
         settings = _settings()
         day = issue_day(get_current_context(), settings.timezone)
@@ -269,7 +269,7 @@ def digest_newsletter():
     @task(trigger_rule="all_done", max_active_tis_per_dag=1)
     def build_issue(ingested: list[dict]) -> dict:
         """Build (or rebuild identically) the issue of the run's day. Skips the rest when there is nothing new."""
-        from newsletter.pipeline import build_step, period_for
+        from newsletter.pipeline.steps import build_step, period_for
 
         settings = _settings()
         _log_ingest_totals(list(ingested), len([s for s in settings.sources if s.enabled]))
@@ -286,7 +286,7 @@ def digest_newsletter():
     @task
     def render_variants(built: dict) -> dict:
         """Render each distinct (language, topics) variant once, store it, and write the web archive page."""
-        from newsletter.pipeline import build_step, period_for, render_step, subscriber_variants, write_archive
+        from newsletter.pipeline.steps import build_step, period_for, render_step, subscriber_variants, write_archive
 
         settings = _settings()
         day = date.fromisoformat(built["issue_date"])
@@ -304,7 +304,7 @@ def digest_newsletter():
     @task
     def test_send(built: dict) -> dict:
         """With `test_recipient`: one copy to that address, outside the ledger. Skipped otherwise."""
-        from newsletter.pipeline import send_test_copy
+        from newsletter.pipeline.steps import send_test_copy
 
         params = get_current_context()["params"]
         address = params.get("test_recipient")
@@ -319,7 +319,7 @@ def digest_newsletter():
     def prepare_ledger(built: dict) -> dict:
         """One pending delivery per subscriber who has something to read (existing rows untouched, so a re-run
         never queues anyone twice). With `resend`: sent rows go back to pending first (logged)."""
-        from newsletter.pipeline import prepare_step, resend_step
+        from newsletter.pipeline.steps import prepare_step, resend_step
 
         context = get_current_context()
         params, issue_id = context["params"], built["issue_id"]
@@ -336,7 +336,7 @@ def digest_newsletter():
     @task
     def plan_senders(prepared: dict) -> list[int]:
         """The sender slots to map `send` over (0..N-1); none when nothing is pending."""
-        from newsletter.pipeline import plan_senders as plan
+        from newsletter.pipeline.steps import plan_senders as plan
 
         slots = plan(_settings(), prepared["issue_id"])
         log.info("issue %s: %s sender slot(s)", prepared["issue_id"], len(slots))
@@ -344,7 +344,7 @@ def digest_newsletter():
 
     @task(map_index_template="{{ label }}", execution_timeout=timedelta(hours=2), doc_md=SEND_DOC, **TRANSIENT)
     def send(prepared: dict, slot: int) -> dict:
-        from newsletter.pipeline import send_step
+        from newsletter.pipeline.steps import send_step
 
         dry_run = bool(get_current_context()["params"].get("dry_run"))
         _label(f"slot {slot}{' (dry run)' if dry_run else ''}")
@@ -363,7 +363,7 @@ def digest_newsletter():
     @task(trigger_rule="none_failed_min_one_success")  # also when nothing was pending (no send instance)
     def report(prepared: dict) -> dict:
         """Counts by delivery status for the issue, and the failures with their reasons."""
-        from newsletter.pipeline import report_step
+        from newsletter.pipeline.steps import report_step
 
         out = report_step(_settings(), prepared["issue_id"])
         counts = out.get("counts", {})

@@ -92,7 +92,7 @@ def ingest_feeds():
         doc_md="Fetch (conditional GET) or read one source and store it; fails when the source failed as a whole.",
     )
     def ingest(source: str) -> dict:
-        from newsletter.pipeline import ingest_step
+        from newsletter.pipeline.steps import ingest_step
 
         get_current_context()["label"] = source  # type: ignore[index]
         out = ingest_step(_settings(), source)
@@ -112,7 +112,7 @@ def ingest_feeds():
         """Fail (and alert) when a source has failed several fetches in a row: after ~3 days of outage its
         posts are gone from the feed. Emails once per outage: while the previous run's check failed too, it
         stays red without emailing again."""
-        from newsletter.pipeline import freshness_step
+        from newsletter.pipeline.steps import freshness_step
 
         settings = _settings()
         context = get_current_context()

@@ -61,7 +61,7 @@ def _progress():
 
 
 def _print_reports(reports) -> int:
-    from newsletter.store import IngestStats
+    from newsletter.store.record import IngestStats
 
     total = IngestStats()
     table = Table(title="ingest", title_justify="left")
@@ -93,7 +93,7 @@ def _print_reports(reports) -> int:
 
 @command("ingest")
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from newsletter import ingest
+    from newsletter.pipeline import ingest
 
     status, update = _progress()
     try:
@@ -118,7 +118,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 @command("papers")
 def cmd_papers(args: argparse.Namespace, settings: Settings) -> int:
     from newsletter.db import session_scope
-    from newsletter.query import PaperFilter, find_papers, paper_record
+    from newsletter.store.query import PaperFilter, find_papers, paper_record
 
     flt = PaperFilter(args.since, args.until, args.topic, args.venue, args.accepted)
     with session_scope(settings.database_url) as session:
@@ -142,7 +142,7 @@ def cmd_papers(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("venues")
 def cmd_venues(args: argparse.Namespace, settings: Settings) -> int:
-    from newsletter.venues import extract_venue
+    from newsletter.registry.venues import extract_venue
 
     for line in sys.stdin:
         sys.stdout.write(json.dumps(extract_venue(line.rstrip("\n")).as_dict(), ensure_ascii=False) + "\n")
@@ -166,7 +166,7 @@ def _latest_post_date(settings: Settings) -> date | None:
     from sqlalchemy import func, select
 
     from newsletter.db import session_scope
-    from newsletter.models import Post
+    from newsletter.db.models import Post
 
     with session_scope(settings.database_url) as session:
         return session.scalar(select(func.max(Post.post_date)).where(Post.n_papers > 0))
@@ -174,7 +174,7 @@ def _latest_post_date(settings: Settings) -> date | None:
 
 def _issue_for(args: argparse.Namespace, settings: Settings):
     """Build (or rebuild identically) the issue of --date; None with a clear message when it is empty."""
-    from newsletter import pipeline
+    from newsletter.pipeline import steps as pipeline
 
     day = args.date or _latest_post_date(settings)
     if day is None:
@@ -204,7 +204,7 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("archive")
 def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
-    from newsletter import pipeline
+    from newsletter.pipeline import steps as pipeline
 
     issue = _issue_for(args, settings)
     if issue is None:
@@ -218,7 +218,7 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from newsletter import pipeline
+    from newsletter.pipeline import steps as pipeline
 
     issue = _issue_for(args, settings)
     if issue is None:
@@ -249,8 +249,8 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from newsletter import subscribers as subs
     from newsletter.db import session_scope
+    from newsletter.deliver import subscribers as subs
 
     try:
         with session_scope(settings.database_url) as session:
@@ -295,7 +295,7 @@ def _print_import(report) -> int:
 def _list_subscribers(session, status: str | None) -> int:
     from sqlalchemy import select
 
-    from newsletter.models import Subscriber
+    from newsletter.db.models import Subscriber
 
     query = select(Subscriber).order_by(Subscriber.email)
     if status:
@@ -313,7 +313,7 @@ def _list_subscribers(session, status: str | None) -> int:
 
 @command("serve")
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from newsletter.webapp import serve
+    from newsletter.web.app import serve
 
     serve(settings, args.host, args.port)
     return 0
@@ -324,7 +324,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("send")
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
-    from newsletter.deliver import send_date
+    from newsletter.pipeline.send import send_date
 
     day = args.date or _latest_post_date(settings)
     if day is None:
@@ -352,7 +352,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("deliveries")
 def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
-    from newsletter.deliver import deliveries_for_date
+    from newsletter.pipeline.send import deliveries_for_date
 
     day = args.date or _latest_post_date(settings)
     report = deliveries_for_date(settings, day) if day else None
@@ -380,8 +380,8 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
 @command("run")
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """The scheduled job by hand: ingest, build the issue, render, publish the archive page, send, report."""
-    from newsletter import pipeline
-    from newsletter.deliver import send_date
+    from newsletter.pipeline import steps as pipeline
+    from newsletter.pipeline.send import send_date
 
     code = cmd_ingest(argparse.Namespace(replay=False, file=None, source=None, kind=None), settings)
     day = args.date or _latest_post_date(settings)
@@ -397,7 +397,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     out.print(report.summary())
     if report.note:
         out.print(report.note)
-    from newsletter.transport import outbox_dir, transport_kind
+    from newsletter.deliver.transport import outbox_dir, transport_kind
 
     if transport_kind(settings) == "outbox":
         out.print(f"outbox (no SMTP configured): {outbox_dir(settings)}/new/")

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 from newsletter.records import Highlight, Issue, IssuePaper, TopicSection, Venue
-from newsletter.topics import topic_names
+from newsletter.registry.topics import topic_names
 
 DEFAULT_TOPICS = (
     "3DGS",

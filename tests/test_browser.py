@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.render import personalize, render_archive, render_variant
+from newsletter.render.variant import personalize, render_archive, render_variant
 from tests.issue_factory import make_issue
 
 pytestmark = pytest.mark.browser

@@ -105,9 +105,10 @@ def test_bad_config_is_reported(workdir):
 
 def test_subscriber_changing_language_after_render_still_gets_mail(sqlite_settings):
     """The DAG renders variants, then queues the ledger: a preference change in between must not break send."""
-    from newsletter import pipeline, subscribers
     from newsletter.db import session_scope
-    from newsletter.ingest import ingest
+    from newsletter.deliver import subscribers
+    from newsletter.pipeline import steps as pipeline
+    from newsletter.pipeline.ingest import ingest
 
     with session_scope(sqlite_settings.database_url) as s:
         subscribers.import_csv(s, (SAMPLE_DIR / "subscribers.csv").read_text(encoding="utf-8"))

@@ -10,8 +10,8 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from newsletter.parse.feed import parse_feed
-from newsletter.parse.post_file import parse_markdown_post
+from newsletter.ingest.parse.feed import parse_feed
+from newsletter.ingest.parse.post_file import parse_markdown_post
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 if not CORPUS.is_dir():

@@ -6,8 +6,8 @@ import pytest
 from markupsafe import escape
 
 from bench.common import largest_day_issue
-from newsletter import render
-from newsletter.pipeline import render_options
+from newsletter.pipeline.steps import render_options
+from newsletter.render import variant as render
 from tests.conftest import corpus_or_skip
 
 pytestmark = pytest.mark.corpus
@@ -42,7 +42,7 @@ def test_archive_page_has_every_paper(real_day):
 @pytest.mark.parametrize("mode", ["en", "zh", "bilingual"])
 def test_html_part_as_sent_fits_the_budget(real_day, mode):
     """Measured in the assembled message itself (base64 lines, CRLF, real links and name substituted)."""
-    from newsletter import pipeline
+    from newsletter.pipeline import steps as pipeline
 
     settings, issue = real_day
     _variant, _html, _text, eml = pipeline.preview_step(settings, issue, pipeline.VariantSpec(mode, None))

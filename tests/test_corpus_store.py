@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.db import session_scope
-from newsletter.ingest import ingest_file
-from newsletter.models import Paper, Post
-from newsletter.query import PaperFilter, find_papers, paper_record
+from newsletter.db.models import Paper, Post
+from newsletter.pipeline.ingest import ingest_file
+from newsletter.store.query import PaperFilter, find_papers, paper_record
 from tests.conftest import corpus_or_skip
 
 pytestmark = pytest.mark.corpus

@@ -42,7 +42,7 @@ spec = json.loads(sys.argv[1])
 if spec.get("subscribers"):
     from newsletter.config import load_settings
     from newsletter.db import session_scope
-    from newsletter.subscribers import import_csv
+    from newsletter.deliver.subscribers import import_csv
 
     with session_scope(load_settings().database_url) as session:
         import_csv(session, open(spec["subscribers"], encoding="utf-8").read())

@@ -21,27 +21,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from newsletter import subscribers
 from newsletter.config import ConfigError, Settings
 from newsletter.db import session_scope
-from newsletter.deliver import (
+from newsletter.db.models import Delivery, IssueRow, Subscriber
+from newsletter.deliver import subscribers
+from newsletter.deliver.ledger import (
     claim_batch,
-    deliveries_for_date,
     deliveries_report,
     needed_variants,
     parse_variant_key,
     prepare_ledger,
     recover_stale,
-    send_date,
-    send_issue,
-    send_test,
     variant_key,
 )
-from newsletter.issue import IssueSettings, Period, build_issue
-from newsletter.models import Delivery, IssueRow, Subscriber
-from newsletter.render import PH_GREETING, PH_PREFERENCES_URL, PH_UNSUBSCRIBE_URL, RenderedVariant
-from newsletter.store import record_posts
-from newsletter.transport import (
+from newsletter.deliver.sender import send_issue, send_test
+from newsletter.deliver.transport import (
     OutboxTransport,
     SmtpConfig,
     SmtpTransport,
@@ -50,6 +44,10 @@ from newsletter.transport import (
     smtp_config,
     transport_factory,
 )
+from newsletter.issue.build import IssueSettings, Period, build_issue
+from newsletter.pipeline.send import deliveries_for_date, send_date
+from newsletter.render.variant import PH_GREETING, PH_PREFERENCES_URL, PH_UNSUBSCRIBE_URL, RenderedVariant
+from newsletter.store.record import record_posts
 from tests.conftest import PG_SKIP, PG_URL
 from tests.smtp_server import FaultyHandler, SmtpServer
 from tests.test_store import paper, post
@@ -187,7 +185,7 @@ def test_prepare_ledger_is_idempotent_and_skips_who_has_nothing_to_read(settings
 
 
 def test_variant_key_is_the_pipeline_key():
-    pipeline = pytest.importorskip("newsletter.pipeline")
+    pipeline = pytest.importorskip("newsletter.pipeline.steps")
     for lang, topics in [("en", None), ("zh", ["NeRF", "3DGS"]), ("bilingual", ["元宇宙/虚拟人"])]:
         spec = pipeline.VariantSpec(lang, frozenset(topics) if topics else None)
         assert variant_key(lang, topics) == spec.key

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.parse.detect import decode_text, guess_kind
+from newsletter.ingest.parse.detect import decode_text, guess_kind
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 TEXT_FIXTURE = Path(__file__).parent / "fixtures" / "text" / "2025-06-02_3dgs.txt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from newsletter.config import FetchSettings
-from newsletter.fetch import fetch
+from newsletter.ingest.fetch import fetch
 from tests.httpserver import Server, slow
 
 FAST = FetchSettings(timeout=0.5, retries=2, backoff=0.01)

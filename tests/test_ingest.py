@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from newsletter import cli
 from newsletter.config import SAMPLE_DIR, Source
 from newsletter.db import session_scope
-from newsletter.ingest import ingest, ingest_file, replay
-from newsletter.models import AcceptanceEvent, FetchLog, Paper, Sighting
-from newsletter.query import PaperFilter, find_papers, paper_record
+from newsletter.db.models import AcceptanceEvent, FetchLog, Paper, Sighting
+from newsletter.pipeline.ingest import ingest, ingest_file, replay
+from newsletter.store.query import PaperFilter, find_papers, paper_record
 from tests.httpserver import Server, slow
 
 SAMPLE_FEED = SAMPLE_DIR / "feed.xml"
@@ -181,7 +181,7 @@ def test_paper_without_link_is_reported_by_source_entry_and_title(sqlite_setting
 
 
 def test_entry_that_crashes_the_parser_is_reported_and_others_still_ingested(sqlite_settings, monkeypatch):
-    from newsletter.parse import feed
+    from newsletter.ingest.parse import feed
 
     real = feed.parse_digest_html
 
@@ -248,7 +248,7 @@ def test_payload_not_stored_is_fetched_again_not_skipped_as_304(settings, monkey
             return 304, {"ETag": '"s1"'}, b""
         return 200, {"ETag": '"s1"'}, body
 
-    import newsletter.ingest as ingest_module
+    import newsletter.pipeline.ingest as ingest_module
 
     real = ingest_module.record_posts
     calls = {"n": 0}
@@ -300,7 +300,7 @@ def test_concurrent_ingests_of_overlapping_payloads_lose_nothing(settings):
 def test_replay_step_rereads_the_archive_of_a_window_without_the_network(sqlite_settings):
     from datetime import UTC, datetime, timedelta
 
-    from newsletter.pipeline import replay_step
+    from newsletter.pipeline.steps import replay_step
 
     ingest(sqlite_settings)  # archives and logs the three sample payloads now
     now = datetime.now(UTC)

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from newsletter.db import session_scope
-from newsletter.issue import IssueSettings, Period, build_issue, freeze_issue
-from newsletter.store import record_posts
+from newsletter.issue.build import IssueSettings, Period, build_issue, freeze_issue
+from newsletter.store.record import record_posts
 from tests.test_store import paper, post
 
 CFG = IssueSettings(timezone="Asia/Shanghai", lookback_days=7)

@@ -11,7 +11,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 import pytest
 
 from newsletter.config import Settings
-from newsletter.message import (
+from newsletter.deliver.message import (
     MessageSettings,
     MessageTemplate,
     Person,
@@ -21,7 +21,8 @@ from newsletter.message import (
     make_message_id,
     personal_values,
 )
-from newsletter.render import (
+from newsletter.deliver.tokens import verify
+from newsletter.render.variant import (
     PH_GREETING,
     PH_PREFERENCES_URL,
     PH_UNSUBSCRIBE_URL,
@@ -29,7 +30,6 @@ from newsletter.render import (
     personalize,
     render_variant,
 )
-from newsletter.tokens import verify
 from tests.issue_factory import make_issue
 
 MS = MessageSettings(

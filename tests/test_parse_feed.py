@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.parse.feed import FeedParse, parse_feed
+from newsletter.ingest.parse.feed import FeedParse, parse_feed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parse"
 

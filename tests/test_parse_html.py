@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.parse.digest_html import parse_digest_html
+from newsletter.ingest.parse.digest_html import parse_digest_html
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parse"
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.parse.digest_markdown import (
+from newsletter.ingest.parse.digest_markdown import (
     bullet_items,
     marker_kind,
     parse_digest_markdown,
     parse_raw_markdown,
     split_authors,
 )
-from newsletter.parse.post_file import parse_markdown_post, read_front_matter
+from newsletter.ingest.parse.post_file import parse_markdown_post, read_front_matter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parse"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.parse.common import cjk_share, looks_like_llm_error, norm_ws
-from newsletter.parse.digest_text import parse_digest_text, parse_text_post, topic_from_slug
+from newsletter.ingest.parse.common import cjk_share, looks_like_llm_error, norm_ws
+from newsletter.ingest.parse.digest_text import parse_digest_text, parse_text_post, topic_from_slug
 
 FIXTURE = Path(__file__).parent / "fixtures" / "text" / "2025-06-02_3dgs.txt"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"

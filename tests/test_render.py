@@ -10,9 +10,10 @@ from datetime import date
 import pytest
 from lxml import html as lxml_html
 
-from newsletter import render
 from newsletter.records import Venue
-from newsletter.render import (
+from newsletter.registry.topics import topic_names, topic_slug
+from newsletter.render import variant as render
+from newsletter.render.variant import (
     PH_GREETING,
     PH_PREFERENCES_URL,
     PH_UNSUBSCRIBE_URL,
@@ -24,7 +25,6 @@ from newsletter.render import (
     render_variant,
     wrap_text,
 )
-from newsletter.topics import topic_names, topic_slug
 from tests.issue_factory import EVIL_AUTHOR, EVIL_TAKEAWAY, EVIL_TITLE, make_evil_issue, make_issue
 
 MODES = ("en", "zh", "bilingual")

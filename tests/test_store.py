@@ -7,10 +7,10 @@ from datetime import date
 from sqlalchemy import func, select
 
 from newsletter.db import session_scope
-from newsletter.models import AcceptanceEvent, Paper, Post, Sighting
-from newsletter.query import PaperFilter, find_papers, paper_record
+from newsletter.db.models import AcceptanceEvent, Paper, Post, Sighting
 from newsletter.records import ParsedPaper, ParsedPost
-from newsletter.store import record_posts
+from newsletter.store.query import PaperFilter, find_papers, paper_record
+from newsletter.store.record import record_posts
 
 
 def paper(pid: str | None, title: str, version: str = "v1", comment: str | None = None, **kw) -> ParsedPaper:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter import subscribers, tokens
 from newsletter.db import session_scope
+from newsletter.deliver import subscribers, tokens
 from tests.conftest import FIXTURES
 
 CSV = (FIXTURES / "subscribers" / "subscribers.csv").read_text(encoding="utf-8")

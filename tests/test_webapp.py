@@ -17,10 +17,10 @@ import httpx
 import pytest
 import uvicorn
 
-from newsletter import subscribers, tokens
 from newsletter.config import ConfigError, Settings
 from newsletter.db import session_scope
-from newsletter.webapp import RedactTokens, check_secret, create_app, mask_email, parse_day, web_archive_dir
+from newsletter.deliver import subscribers, tokens
+from newsletter.web.app import RedactTokens, check_secret, create_app, mask_email, parse_day, web_archive_dir
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}  # RFC 8058 body, sent form-urlencoded
 # Sent through httpx: a missing day, impossible dates, loose formats, non-ASCII digits, encoded traversal.
@@ -109,7 +109,7 @@ def _token(db_url: str, sid: int, purpose: str) -> str:
 
 
 def _get(session, sid: int):
-    from newsletter.models import Subscriber
+    from newsletter.db.models import Subscriber
 
     return session.get(Subscriber, sid)
 
@@ -275,7 +275,7 @@ def test_bad_tokens_all_get_the_same_400(client, db_url):
 
 
 def test_subscriber_for_token_spends_an_hmac_on_unknown_ids(db_url, monkeypatch):
-    from newsletter.webapp import subscriber_for_token
+    from newsletter.web.app import subscriber_for_token
 
     monkeypatch.setenv("NEWSLETTER_TOKEN_SECRET", "one-secret")
     monkeypatch.delenv("NEWSLETTER_TOKEN_SECRET_OLD", raising=False)

@@ -8,7 +8,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter.models import Paper, Sighting
+from newsletter.db.models import Paper, Sighting
 
 
 @dataclass(frozen=True)

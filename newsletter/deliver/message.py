@@ -52,8 +52,8 @@ from typing import Protocol
 
 from markupsafe import escape
 
-from newsletter.render import PLACEHOLDERS, RenderedVariant, greeting, personalize
-from newsletter.tokens import make_token
+from newsletter.deliver.tokens import make_token
+from newsletter.render.variant import PLACEHOLDERS, RenderedVariant, greeting, personalize
 
 DEFAULT_FROM = "Paper Digest <digest@example.org>"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"

@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import PurePosixPath
 
-from newsletter.parse.common import (
+from newsletter.ingest.parse.common import (
     HEADING_DATE,
     DigestBody,
     cjk_share,
     looks_like_llm_error,
     norm_ws,
 )
-from newsletter.parse.common import heading_date as find_heading_date
-from newsletter.parse.digest_markdown import clean_summary
+from newsletter.ingest.parse.common import heading_date as find_heading_date
+from newsletter.ingest.parse.digest_markdown import clean_summary
 from newsletter.records import ParsedPaper, ParsedPost
-from newsletter.topics import canonical_topic, known_topics
+from newsletter.registry.topics import canonical_topic, known_topics
 
 _AUTHORS = re.compile(r"^Authors\s*[:：]\s*(.*)$")
 _PDF = re.compile(r"^PDF(?:\s+(.*))?$")

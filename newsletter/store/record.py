@@ -15,10 +15,10 @@ from datetime import UTC, date, datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from newsletter.models import AcceptanceEvent, Paper, Post, Sighting
-from newsletter.parse.common import norm_ws, plain_quotes, title_fingerprint
+from newsletter.db.models import AcceptanceEvent, Paper, Post, Sighting
+from newsletter.ingest.parse.common import norm_ws, plain_quotes, title_fingerprint
 from newsletter.records import ParsedPaper, ParsedPost, Venue
-from newsletter.venues import extract_venue
+from newsletter.registry.venues import extract_venue
 
 
 @dataclass

@@ -29,10 +29,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter.models import AcceptanceEvent, IssueItem, IssueRow, Paper
-from newsletter.query import ordered_sightings
+from newsletter.db.models import AcceptanceEvent, IssueItem, IssueRow, Paper
 from newsletter.records import Highlight, Issue, IssuePaper, TopicSection, Venue
-from newsletter.topics import topic_names
+from newsletter.registry.topics import topic_names
+from newsletter.store.query import ordered_sightings
 
 TRACK_RANK = {"oral": 0, "spotlight": 1, "highlight": 2, None: 3, "poster": 4, "findings": 5}
 

@@ -97,7 +97,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from newsletter.records import Highlight, Issue, IssuePaper, TopicSection, Venue
-from newsletter.topics import normalize_key, topic_names, topic_slug
+from newsletter.registry.topics import normalize_key, topic_names, topic_slug
 
 log = logging.getLogger(__name__)
 

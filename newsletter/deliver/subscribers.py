@@ -15,8 +15,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Subscriber
-from newsletter.topics import canonical_topic
+from newsletter.db.models import Subscriber
+from newsletter.registry.topics import canonical_topic
 
 LANGUAGES = ("en", "zh", "bilingual")
 STATUSES = ("active", "unsubscribed", "bounced", "complained")

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from newsletter.models import Base
+from newsletter.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

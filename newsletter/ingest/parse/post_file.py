@@ -10,8 +10,8 @@ import re
 from datetime import date
 from pathlib import PurePosixPath
 
-from newsletter.parse.common import norm_ws
-from newsletter.parse.digest_markdown import parse_digest_markdown
+from newsletter.ingest.parse.common import norm_ws
+from newsletter.ingest.parse.digest_markdown import parse_digest_markdown
 from newsletter.records import ParsedPost
 
 DIGEST_CATEGORY = "Paper"

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from newsletter.parse.common import DigestBody, cjk_share, heading_date, norm_ws, split_arxiv
-from newsletter.parse.digest_markdown import (
+from newsletter.ingest.parse.common import DigestBody, cjk_share, heading_date, norm_ws, split_arxiv
+from newsletter.ingest.parse.digest_markdown import (
     PAPER_HEAD,
     bullet_items,
     clean_summary,

@@ -6,16 +6,32 @@ never carries content. Heavy work reads and writes the database.
 
 from __future__ import annotations
 
+import email
+import logging
+import socket
 from datetime import UTC, date, datetime
+from email import policy
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.issue import IssueSettings, Period, build_issue
-from newsletter.models import IssueRow, IssueVariant, Subscriber
+from newsletter.db.models import Delivery, FetchLog, IssueRow, IssueVariant, Paper, Subscriber
+from newsletter.deliver.ledger import (
+    DeliveryConfig,
+    deliveries_report,
+    needed_variants,
+    parse_variant_key,
+    prepare_ledger,
+)
+from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
+from newsletter.deliver.sender import send_issue, send_test
+from newsletter.deliver.transport import OutboxTransport, outbox_dir
+from newsletter.issue.build import IssueSettings, Period, build_issue
+from newsletter.pipeline.ingest import SourceReport, ingest, replay
 from newsletter.records import Issue, VariantSpec
+from newsletter.render.variant import RenderOptions, render_archive, render_variant
 
 MODES = ("en", "zh", "bilingual")
 
@@ -33,7 +49,6 @@ def archive_url(settings: Settings, day: date) -> str:
 
 
 def render_options(settings: Settings):
-    from newsletter.render import RenderOptions
 
     section = settings.section("render")
     known = set(RenderOptions.__dataclass_fields__) - {"templates_dir", "archive_url"}
@@ -77,7 +92,6 @@ def build_step(settings: Settings, period: Period) -> tuple[Issue | None, dict]:
 
 def render_step(settings: Settings, issue: Issue, specs: list[VariantSpec]) -> dict:
     """Render each variant once and store it; an unchanged issue reuses what is stored."""
-    from newsletter.render import render_variant
 
     opts = render_options(settings)
     rendered, reused, largest = 0, 0, 0
@@ -116,7 +130,6 @@ def load_variants(settings: Settings, issue_id: int) -> dict[str, IssueVariant]:
 
 def write_archive(settings: Settings, issue: Issue, out_dir: str | Path | None = None) -> Path:
     """The archive page for an issue, in the folder the web app serves."""
-    from newsletter.render import render_archive
 
     folder = Path(out_dir or archive_dir(settings))
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,7 +148,6 @@ def archive_dir(settings: Settings) -> Path:
 
 def ingest_step(settings: Settings, source: str | None = None) -> dict:
     """Ingest one source (or all enabled ones); never raises for a failed source, the caller decides."""
-    from newsletter.ingest import ingest
 
     return _ingest_summary(ingest(settings, [source] if source else None), source)
 
@@ -143,7 +155,6 @@ def ingest_step(settings: Settings, source: str | None = None) -> dict:
 def replay_step(settings: Settings, source: str | None, since: datetime, until: datetime) -> dict:
     """Backfills: re-read the payloads archived between `since` and `until`, without the network. Idempotent:
     what the store already has stays as it is; a parser improved since then fills in what it missed."""
-    from newsletter.ingest import SourceReport, replay
 
     reports = replay(settings, since, until, source) or [SourceReport(source or "all", status="not modified")]
     return _ingest_summary(reports, source)
@@ -165,7 +176,6 @@ def _ingest_summary(reports: list, source: str | None) -> dict:
 
 
 def _consecutive_failures(session, source: str, limit: int = 10) -> int:
-    from newsletter.models import FetchLog
 
     rows = session.execute(
         select(FetchLog.http_status, FetchLog.error)
@@ -183,9 +193,6 @@ def _consecutive_failures(session, source: str, limit: int = 10) -> int:
 
 def freshness_step(settings: Settings, day: date, max_failures: int = 2) -> dict:
     """Alerts: a weekday that brought zero new papers, or a source that failed `max_failures` runs in a row."""
-    from sqlalchemy import func
-
-    from newsletter.models import Paper
 
     with session_scope(settings.database_url) as session:
         new = session.scalar(select(func.count()).select_from(Paper).where(Paper.first_post_date == day)) or 0
@@ -207,11 +214,6 @@ def freshness_step(settings: Settings, day: date, max_failures: int = 2) -> dict
 def preview_step(settings: Settings, issue: Issue, spec: VariantSpec) -> tuple:
     """(variant, html part, text part, .eml bytes) exactly as a subscriber of that variant would get them; the
     parts are read back out of the assembled message, so what is written is what is sent."""
-    import email
-    from email import policy
-
-    from newsletter.message import MessageSettings, MessageTemplate, Person, assemble
-    from newsletter.render import render_variant
 
     variant = render_variant(issue, spec.lang, spec.topics, render_options(settings))
     template = MessageTemplate.build(
@@ -226,8 +228,6 @@ def preview_step(settings: Settings, issue: Issue, spec: VariantSpec) -> tuple:
 
 def prepare_step(settings: Settings, issue_id: int) -> dict:
     """Queue one ledger row per active subscriber with something to read (idempotent)."""
-    from newsletter.deliver import prepare_ledger
-    from newsletter.message import MessageSettings
 
     with session_scope(settings.database_url) as session:
         result = prepare_ledger(session, issue_id, ms=MessageSettings.from_settings(settings))
@@ -236,7 +236,6 @@ def prepare_step(settings: Settings, issue_id: int) -> dict:
 
 def plan_senders(settings: Settings, issue_id: int) -> list[int]:
     """Sender slots to map over: enough for the pending rows, at most `[delivery] workers`, 1 on SQLite."""
-    from newsletter.deliver import DeliveryConfig, deliveries_report
 
     cfg = DeliveryConfig.from_settings(settings)
     with session_scope(settings.database_url) as session:
@@ -251,9 +250,6 @@ def plan_senders(settings: Settings, issue_id: int) -> list[int]:
 def send_step(settings: Settings, issue_id: int, slot: int = 0, dry_run: bool = False) -> dict:
     """One sender: claims batches until none is left. dry_run writes every pending message to the outbox
     without touching the ledger (a real run afterwards still sends everything)."""
-    import socket
-
-    from newsletter.deliver import send_issue
 
     if dry_run:
         return dry_run_to_outbox(settings, issue_id)
@@ -265,7 +261,6 @@ def send_step(settings: Settings, issue_id: int, slot: int = 0, dry_run: bool = 
 def variants_for_sending(settings: Settings, issue_id: int, issue: Issue | None = None) -> dict[str, IssueVariant]:
     """Every variant the ledger still needs, rendered: a subscriber may have changed language or topics since the
     render step. render_step reuses a stored variant whose issue hash is unchanged, so this is cheap."""
-    from newsletter.deliver import needed_variants
 
     with session_scope(settings.database_url) as session:
         needed = needed_variants(session, issue_id)
@@ -276,10 +271,6 @@ def variants_for_sending(settings: Settings, issue_id: int, issue: Issue | None 
 
 
 def dry_run_to_outbox(settings: Settings, issue_id: int) -> dict:
-    from newsletter.deliver import parse_variant_key
-    from newsletter.message import MessageSettings, MessageTemplate, assemble
-    from newsletter.models import Delivery
-    from newsletter.transport import OutboxTransport, outbox_dir
 
     ms = MessageSettings.from_settings(settings)
     variants = variants_for_sending(settings, issue_id)
@@ -303,7 +294,6 @@ def dry_run_to_outbox(settings: Settings, issue_id: int) -> dict:
 
 
 def report_step(settings: Settings, issue_id: int) -> dict:
-    from newsletter.deliver import deliveries_report
 
     with session_scope(settings.database_url) as session:
         return deliveries_report(session, issue_id)
@@ -311,8 +301,6 @@ def report_step(settings: Settings, issue_id: int) -> dict:
 
 def send_test_copy(settings: Settings, day: date, address: str, lang: str = "bilingual", topics=None) -> dict:
     """One copy of the day's issue to `address`, outside the ledger."""
-    from newsletter.deliver import send_test
-    from newsletter.render import render_variant
 
     issue, _info = build_step(settings, period_for(settings, day))
     if issue is None:
@@ -325,11 +313,6 @@ def send_test_copy(settings: Settings, day: date, address: str, lang: str = "bil
 
 def resend_step(settings: Settings, issue_id: int, reason: str) -> dict:
     """An explicit resend of an issue: its sent rows go back to pending. Logged with the reason, never implicit."""
-    import logging
-
-    from sqlalchemy import update
-
-    from newsletter.models import Delivery
 
     with session_scope(settings.database_url) as session:
         result = session.execute(

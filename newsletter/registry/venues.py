@@ -12,7 +12,7 @@ Comments are free text written by authors, so the reader works in passes over a 
    an acceptance phrase is read as written ("accepted in npj Precision Oncology").
 
 Everything is compiled once at import and answers are cached: this runs for every paper sighting.
-`score()` measures a labelled JSONL set; `python -m newsletter.venues FILE.jsonl` prints it with the misses.
+`score()` measures a labelled JSONL set; `python -m newsletter.registry.venues FILE.jsonl` prints it with the misses.
 """
 
 from __future__ import annotations
@@ -1170,10 +1170,10 @@ def load_examples(path: str | Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m newsletter.venues FILE.jsonl ...`: print the scores and the misses of each file."""
+    """`python -m newsletter.registry.venues FILE.jsonl ...`: print the scores and the misses of each file."""
     paths = argv if argv is not None else sys.argv[1:]
     if not paths:
-        print("usage: python -m newsletter.venues LABELLED.jsonl ...", file=sys.stderr)
+        print("usage: python -m newsletter.registry.venues LABELLED.jsonl ...", file=sys.stderr)
         return 2
     for path in paths:
         result = score(load_examples(path))

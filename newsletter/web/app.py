@@ -35,11 +35,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from newsletter import subscribers, tokens
 from newsletter.config import ConfigError, Settings
 from newsletter.db import session_scope
-from newsletter.models import Subscriber
-from newsletter.topics import known_topics, normalize_key, topic_names
+from newsletter.db.models import Subscriber
+from newsletter.deliver import subscribers, tokens
+from newsletter.registry.topics import known_topics, normalize_key, topic_names
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 import feedparser
 
-from newsletter.parse.common import norm_ws
-from newsletter.parse.digest_html import parse_digest_html
+from newsletter.ingest.parse.common import norm_ws
+from newsletter.ingest.parse.digest_html import parse_digest_html
 from newsletter.records import ParsedPost
 
 DIGEST_CATEGORY = "Paper"

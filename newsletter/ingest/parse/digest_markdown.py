@@ -24,7 +24,7 @@ from __future__ import annotations
 import html
 import re
 
-from newsletter.parse.common import (
+from newsletter.ingest.parse.common import (
     DigestBody,
     heading_date,
     looks_like_llm_error,

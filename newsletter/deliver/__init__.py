@@ -1,0 +1,1 @@
+"""Deliver stage: subscribers, the ledger, message assembly, transports, and the sender that uses them."""

@@ -1,1 +1,0 @@
-"""Parsers: one per upstream layout, all producing ParsedPost / ParsedPaper records."""

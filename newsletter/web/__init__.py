@@ -1,0 +1,1 @@
+"""Web stage: the subscriber-facing app (one-click unsubscribe, preferences, archive pages, health)."""
