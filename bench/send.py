@@ -171,7 +171,7 @@ def setup_issue(workdir: Path, url: str):
         day = s.execute(
             select(Post.post_date).group_by(Post.post_date).order_by(func.sum(Post.n_papers).desc()).limit(1)
         ).scalar_one()
-        issue = build_issue(s, Period.day(day, settings.timezone), IssueSettings.from_config(settings.timezone, {}))
+        issue = build_issue(s, Period.day(day, settings.timezone), IssueSettings())
     return settings, issue
 
 

@@ -78,9 +78,7 @@ def issue_day(context: dict[str, Any], timezone: str) -> date:
 def _replay_window(day: date, settings) -> tuple[datetime, datetime]:
     """Payloads that can hold posts of `day`: fetched from `lookback_days` before it to 4 days after (the feed
     keeps about 3 days of posts)."""
-    from newsletter.pipeline.steps import issue_settings
-
-    lookback = issue_settings(settings).lookback_days
+    lookback = settings.issue.lookback_days
     start = datetime.combine(day - timedelta(days=lookback), datetime.min.time(), tzinfo=UTC)
     return start, datetime.combine(day + timedelta(days=4), datetime.min.time(), tzinfo=UTC)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from newsletter.config import ConfigError, Settings, load_settings
@@ -194,7 +195,7 @@ def _size(path) -> str:
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
     issue = _issue_for(args, settings)
     if issue is None:
-        return 0 if settings.section("issue").get("empty_ok", True) else 3
+        return 0 if settings.issue.empty_ok else 3
     out.print(
         f"issue {issue.issue_id} for {issue.issue_date}: {issue.n_papers} papers in {len(issue.sections)} topics, "
         f"{len(issue.highlights)} acceptance highlights (hash {issue.content_hash[:12]})"
@@ -496,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         return COMMANDS[args.command](args, settings)
     except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}")
+        err.print(f"[red]config error:[/red] {escape(str(exc))}", soft_wrap=True)  # one line, "[x]" kept
         return 2
 
 

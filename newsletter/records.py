@@ -4,6 +4,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
+
+# ---- vocabularies shared by every stage: the values are what the database stores and JSON output shows ------
+
+
+class Language(StrEnum):
+    """A subscriber's language mode, and the language of a rendered variant."""
+
+    EN = "en"
+    ZH = "zh"
+    BILINGUAL = "bilingual"
+
+
+class SourceKind(StrEnum):
+    """How a configured source is read (see README "Configure")."""
+
+    FEED = "feed"  # an Atom/RSS feed, by URL or file
+    MARKDOWN = "markdown"  # a folder of Hexo Markdown posts
+    TEXT = "text"  # plain-text digest copies
+
+
+class SubscriberStatus(StrEnum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class DeliveryStatus(StrEnum):
+    """A ledger row's state (docs/architecture.md, "Delivery")."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SKIPPED = "skipped"
+
+
+class TlsMode(StrEnum):
+    """How an SMTP connection is secured: none, STARTTLS after connecting, or TLS from the start."""
+
+    NONE = "none"
+    STARTTLS = "starttls"
+    SSL = "ssl"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 CORPUS = ROOT.parent / "shared" / "corpus"
 PG_URL = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TEST_TOKEN_SECRET = "test-token-secret-of-at-least-32-bytes"  # serving and SMTP sends refuse anything shorter
 
 
 def corpus_or_skip() -> Path:
@@ -57,6 +58,14 @@ def db_url(request, tmp_path):
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
     engine.dispose()
+
+
+@pytest.fixture
+def token_secret(monkeypatch) -> str:
+    """A real NEWSLETTER_TOKEN_SECRET: what `serve` and sending over SMTP require (the dev key is refused)."""
+    monkeypatch.setenv("NEWSLETTER_TOKEN_SECRET", TEST_TOKEN_SECRET)
+    monkeypatch.delenv("NEWSLETTER_TOKEN_SECRET_OLD", raising=False)
+    return TEST_TOKEN_SECRET
 
 
 @pytest.fixture

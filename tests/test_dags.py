@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, corpus_or_skip
+from tests.conftest import ROOT, TEST_TOKEN_SECRET, corpus_or_skip
 
 DAGS = ROOT / "dags"
 SAMPLE = ROOT / "newsletter" / "sample"
@@ -296,7 +296,8 @@ def test_sample_day_dry_run_real_run_test_copy_and_resend(tmp_path, airflow_db):
     from tests.smtp_server import SmtpServer
 
     with SmtpServer() as smtp:
-        env = _env(tmp_path, airflow_db, _write_config(tmp_path, SAMPLE_SOURCES), NEWSLETTER_SMTP_URL=smtp.url)
+        smtp_env = {"NEWSLETTER_SMTP_URL": smtp.url, "NEWSLETTER_TOKEN_SECRET": TEST_TOKEN_SECRET}  # real mail
+        env = _env(tmp_path, airflow_db, _write_config(tmp_path, SAMPLE_SOURCES), **smtp_env)
         runs = [
             {"logical_date": "2026-11-26T00:00:00+00:00", "conf": {"dry_run": True}},
             {"logical_date": None, "run_after": "2026-11-26T01:00:00+00:00"},

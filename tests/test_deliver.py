@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from newsletter.config import ConfigError, Settings
+from newsletter.config import ConfigError, DeliverySettings, Settings, SmtpSettings, load_settings
 from newsletter.db import session_scope
 from newsletter.db.models import Delivery, IssueRow, Subscriber
 from newsletter.deliver import subscribers
@@ -71,7 +71,7 @@ FAST = {  # test timings: immediate retries and reconnects, a breaker that toler
 
 
 def with_delivery(settings: Settings, **values) -> Settings:
-    return replace(settings, extra={**settings.extra, "delivery": {**FAST, **values}})
+    return replace(settings, delivery=settings.delivery.updated(**{**FAST, **values}))
 
 
 def make_issue(url: str) -> int:
@@ -426,7 +426,7 @@ def test_send_date_dry_run_test_copy_then_real_send(settings):
 def _child_main() -> None:
     """Entry point of the killed sender (run via `python -c`): args as JSON in argv[1]."""
     args = json.loads(sys.argv[1])
-    settings = replace(Settings(database_url=args["url"]), extra={"delivery": {**FAST, "batch_size": 8}})
+    settings = Settings(database_url=args["url"], delivery=DeliverySettings(**{**FAST, "batch_size": 8}))
     variants = variants_for(args["url"], args["issue_id"])
     cfg = SmtpConfig("127.0.0.1", args["port"], timeout=120)
     send_issue(settings, args["issue_id"], variants, lambda: SmtpTransport(cfg), worker="doomed")
@@ -555,8 +555,9 @@ def test_bad_smtp_url(url):
         parse_smtp_url(url)
 
 
-def test_smtp_settings_order(monkeypatch, tmp_path):
-    settings = Settings(extra={"delivery": {"smtp": {"host": "relay.example.org", "tls": "starttls", "username": "d"}}})
+def test_smtp_settings_order(monkeypatch, tmp_path, token_secret):
+    smtp = SmtpSettings(host="relay.example.org", tls="starttls", username="d")
+    settings = Settings(delivery=DeliverySettings(smtp=smtp))
     monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "s3cret")
     monkeypatch.delenv("NEWSLETTER_SMTP_URL", raising=False)
     assert smtp_config(settings) == SmtpConfig("relay.example.org", 587, "starttls", "d", "s3cret")
@@ -564,7 +565,8 @@ def test_smtp_settings_order(monkeypatch, tmp_path):
     assert smtp_config(settings).host == "env.example.org"
     assert isinstance(transport_factory(Settings())(), SmtpTransport)  # the URL alone selects SMTP
     monkeypatch.delenv("NEWSLETTER_SMTP_URL")
-    outbox = transport_factory(Settings(config_path=str(tmp_path / "newsletter.toml")))()
+    (tmp_path / "newsletter.toml").write_text("", encoding="utf-8")
+    outbox = transport_factory(load_settings(tmp_path / "newsletter.toml"))()  # paths: relative to the file
     assert isinstance(outbox, OutboxTransport) and outbox.dir == tmp_path / "var" / "outbox"
 
 

@@ -93,7 +93,7 @@ def test_http_source_conditional_get_archive_and_replay(settings, tmp_path):
     ids=["404", "500", "timeout"],
 )
 def test_unreachable_source_fails_alone(sqlite_settings, route, expected, capsys):
-    fast = replace(sqlite_settings.fetch, timeout=0.3, retries=1, backoff=0.01)
+    fast = sqlite_settings.fetch.updated(timeout=0.3, retries=1, backoff=0.01)
     with Server() as srv:
         srv.routes["/atom.xml"] = route
         sources = (Source("broken", "feed", url=srv.base + "/atom.xml"), *sqlite_settings.sources)

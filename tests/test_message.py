@@ -10,7 +10,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 
 import pytest
 
-from newsletter.config import Settings
+from newsletter.config import DeliverySettings, Settings, WebSettings
 from newsletter.deliver.message import (
     MessageSettings,
     MessageTemplate,
@@ -154,10 +154,8 @@ def test_message_id_is_stable_across_runs():
 
 def test_settings_from_config():
     settings = Settings(
-        extra={
-            "delivery": {"from": "论文速递 <news@lab.example.edu>", "reply_to": "pi@lab.example.edu"},
-            "web": {"base_url": "https://digest.lab.example.edu/"},
-        }
+        delivery=DeliverySettings(**{"from": "论文速递 <news@lab.example.edu>", "reply_to": "pi@lab.example.edu"}),
+        web=WebSettings(base_url="https://digest.lab.example.edu/"),
     )
     ms = MessageSettings.from_settings(settings)
     assert ms.from_email == "news@lab.example.edu" and ms.domain == "lab.example.edu"

@@ -17,10 +17,10 @@ import httpx
 import pytest
 import uvicorn
 
-from newsletter.config import ConfigError, Settings
+from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.db import session_scope
 from newsletter.deliver import subscribers, tokens
-from newsletter.web.app import RedactTokens, check_secret, create_app, mask_email, parse_day, web_archive_dir
+from newsletter.web.app import RedactTokens, check_secret, create_app, mask_email, parse_day, serve, web_archive_dir
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}  # RFC 8058 body, sent form-urlencoded
 # Sent through httpx: a missing day, impossible dates, loose formats, non-ASCII digits, encoded traversal.
@@ -78,10 +78,8 @@ class LiveServer:
 
 
 @pytest.fixture
-def web_settings(settings: Settings, tmp_path: Path, monkeypatch) -> Settings:
-    monkeypatch.setenv("NEWSLETTER_TOKEN_SECRET", "test-secret-for-webapp")
-    monkeypatch.delenv("NEWSLETTER_TOKEN_SECRET_OLD", raising=False)
-    return replace(settings, extra={**settings.extra, "web": {"archive_dir": str(tmp_path / "archive")}})
+def web_settings(settings: Settings, tmp_path: Path, token_secret: str) -> Settings:
+    return replace(settings, web=settings.web.updated(archive_dir=str(tmp_path / "archive")))
 
 
 @pytest.fixture
@@ -332,9 +330,12 @@ def test_parse_day_is_strict():
 
 
 def test_archive_dir_is_relative_to_the_config_file(tmp_path):
-    cfg = Settings(config_path=str(tmp_path / "conf" / "newsletter.toml"))
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "newsletter.toml").write_text("", encoding="utf-8")
+    cfg = load_settings(tmp_path / "conf" / "newsletter.toml")
     assert web_archive_dir(cfg) == (tmp_path / "conf" / "var" / "archive").resolve()
-    cfg = Settings(config_path=str(tmp_path / "newsletter.toml"), extra={"web": {"archive_dir": "site/issues"}})
+    (tmp_path / "newsletter.toml").write_text('[web]\narchive_dir = "site/issues"\n', encoding="utf-8")
+    cfg = load_settings(tmp_path / "newsletter.toml")
     assert web_archive_dir(cfg) == (tmp_path / "site" / "issues").resolve()
 
 
@@ -377,14 +378,19 @@ def test_tokens_are_redacted_from_access_logs():
     assert "abcDEF" not in record.getMessage() and "token=[redacted]&x=1" in record.getMessage()
 
 
-def test_dev_secret_only_on_loopback(monkeypatch):
-    monkeypatch.delenv("NEWSLETTER_TOKEN_SECRET", raising=False)
-    check_secret("127.0.0.1")
-    check_secret("localhost")
-    with pytest.raises(ConfigError, match="NEWSLETTER_TOKEN_SECRET"):
-        check_secret("0.0.0.0")
-    monkeypatch.setenv("NEWSLETTER_TOKEN_SECRET", "s3cret")
-    check_secret("0.0.0.0")
+@pytest.mark.parametrize("secret", [None, "   ", "s3cret", "x" * 31])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "0.0.0.0"])
+def test_serve_refuses_the_dev_secret_on_every_address(settings, monkeypatch, secret, host):  # #9.3
+    monkeypatch.delenv("NEWSLETTER_TOKEN_SECRET_OLD", raising=False)
+    if secret is None:
+        monkeypatch.delenv("NEWSLETTER_TOKEN_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("NEWSLETTER_TOKEN_SECRET", secret)
+    with pytest.raises(ConfigError, match=r"^NEWSLETTER_TOKEN_SECRET .*refusing to serve on") as info:
+        serve(settings, host, 0)  # refuses before uvicorn starts
+    assert "\n" not in str(info.value)
+    monkeypatch.setenv("NEWSLETTER_TOKEN_SECRET", "x" * 32)
+    check_secret(host)
 
 
 def test_mask_email():

@@ -7,21 +7,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.config import Settings
+from newsletter.config import DeliverySettings, Settings
 from newsletter.db.models import Delivery, IssueItem, IssueRow, Sighting, Subscriber
 from newsletter.deliver.message import MessageSettings, make_message_id
-from newsletter.records import VariantSpec
+from newsletter.records import DeliveryStatus, VariantSpec
 from newsletter.registry.topics import normalize_key
 
 log = logging.getLogger(__name__)
-STATUSES = ("pending", "sending", "sent", "failed", "bounced", "skipped")
 Progress = Callable[[str], None]
 DELIVERIES = Delivery.__table__  # Core statements for the per-message updates: no ORM unit-of-work on the hot path
 
@@ -35,39 +34,9 @@ def aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-_FIELD_TYPES = {"int": int, "float": float, "bool": bool}
-
-
-@dataclass(frozen=True)
-class DeliveryConfig:
-    batch_size: int = 50
-    rate_limit_per_s: float = 0.0  # 0: as fast as the server takes them
-    max_error_rate: float = 0.2
-    breaker_window: int = 50
-    breaker_min: int = 20
-    max_attempts: int = 5
-    retry_base_s: float = 60.0
-    retry_max_s: float = 3600.0
-    retry_wait_s: float = 600.0
-    stale_after_s: float = 900.0
-    reconnect_tries: int = 3
-    reconnect_delay_s: float = 1.0  # first pause before reconnecting; doubles
-    workers: int = 1
-    durable_marks: bool = False  # flush every "sent" mark to disk (see _FastMarks)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> DeliveryConfig:
-        section = settings.section("delivery")
-        values = {}
-        for f in fields(cls):
-            raw = overrides.get(f.name)
-            raw = section.get(f.name) if raw is None else raw
-            if raw is not None:
-                values[f.name] = _FIELD_TYPES[str(f.type)](raw)
-        return cls(**values)
-
-    def backoff(self, attempts: int) -> float:
-        return min(self.retry_max_s, self.retry_base_s * 2 ** max(0, attempts - 1))
+def delivery_config(settings: Settings, **overrides: Any) -> DeliverySettings:
+    """`[delivery]` with per-run overrides (command-line flags, tests); None keeps the configured value."""
+    return settings.delivery.updated(**{k: v for k, v in overrides.items() if v is not None})
 
 
 # ---- variants --------------------------------------------------------------------------------------------
@@ -264,7 +233,7 @@ _REPORT_COLUMNS = (Subscriber.email, Delivery.status, Delivery.attempts, Deliver
 
 def deliveries_report(session: Session, issue_id: int, max_failures: int = 200) -> dict:
     """Counts by status, and the failed/bounced/stuck rows with their reasons."""
-    counts = dict.fromkeys(STATUSES, 0)
+    counts = {status.value: 0 for status in DeliveryStatus}
     for status, n in session.execute(
         select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
     ):

@@ -52,6 +52,7 @@ from typing import Protocol
 
 from markupsafe import escape
 
+from newsletter.config import Settings
 from newsletter.deliver.tokens import make_token
 from newsletter.render.variant import PLACEHOLDERS, RenderedVariant, greeting, personalize
 
@@ -94,14 +95,14 @@ class MessageSettings:
     unsubscribe_mailto: str | None = None  # default: unsubscribe@<From domain>
 
     @classmethod
-    def from_settings(cls, settings) -> MessageSettings:
-        delivery, web = settings.section("delivery"), settings.section("web")
+    def from_settings(cls, settings: Settings) -> MessageSettings:
+        delivery = settings.delivery  # validated at load: one address each, no line breaks
         return cls(
-            from_addr=delivery.get("from") or DEFAULT_FROM,
-            reply_to=delivery.get("reply_to") or None,
-            base_url=(web.get("base_url") or DEFAULT_BASE_URL).rstrip("/"),
-            list_id=delivery.get("list_id") or None,
-            unsubscribe_mailto=delivery.get("unsubscribe_mailto") or None,
+            from_addr=delivery.from_addr,
+            reply_to=delivery.reply_to,
+            base_url=settings.web.base_url,
+            list_id=delivery.list_id,
+            unsubscribe_mailto=delivery.unsubscribe_mailto,
         )
 
     # cached: parseaddr costs ~0.1 ms, and these are read for every message

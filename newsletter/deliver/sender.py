@@ -22,17 +22,17 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.config import Settings
+from newsletter.config import DeliverySettings, Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.db.models import Delivery, IssueRow, Subscriber
 from newsletter.deliver.ledger import (
     DELIVERIES,
-    DeliveryConfig,
     Progress,
     aware,
     claim_statement,
     claimable,
     deliveries_report,
+    delivery_config,
     needed_variants,
     parse_variant_key,
     utcnow,
@@ -425,8 +425,8 @@ def send_issue(
     """Send every sendable ledger row of the issue. `variants`: variant key -> a rendered variant (anything
     with subject, html and text, e.g. `RenderedVariant` or a stored `IssueVariant`); every key of
     `needed_variants()` must be there. Freezes the issue. `workers` > 1 runs that many senders in threads
-    (PostgreSQL only; capped at 1 on SQLite). Keyword `overrides` set other `DeliveryConfig` fields."""
-    cfg = DeliveryConfig.from_settings(
+    (PostgreSQL only; capped at 1 on SQLite). Keyword `overrides` set other `[delivery]` values."""
+    cfg = delivery_config(
         settings,
         batch_size=batch_size,
         rate_limit_per_s=rate_limit_per_s,
@@ -480,7 +480,7 @@ def _run_threads(senders: list[_Sender], worker: str) -> SendReport:
     return total
 
 
-def would_send(session: Session, issue_id: int, cfg: DeliveryConfig) -> dict[str, int]:
+def would_send(session: Session, issue_id: int, cfg: DeliverySettings) -> dict[str, int]:
     query = (
         select(Delivery.variant, func.count())
         .where(claimable(issue_id, utcnow(), cfg.max_attempts))

@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.db.models import Subscriber
+from newsletter.records import Language, SubscriberStatus
 from newsletter.registry.topics import canonical_topic
 
-LANGUAGES = ("en", "zh", "bilingual")
-STATUSES = ("active", "unsubscribed", "bounced", "complained")
+LANGUAGES = tuple(Language)
+STATUSES = tuple(SubscriberStatus)
 REQUIRED_COLUMNS = ("email", "name", "language", "topics")
 
 

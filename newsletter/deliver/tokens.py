@@ -5,6 +5,9 @@ subscriber's email, keyed by NEWSLETTER_TOKEN_SECRET. Binding the email means a 
 address behind that id changes. Rotating the secret invalidates every link already sent, so list the old
 secret in NEWSLETTER_TOKEN_SECRET_OLD (comma-separated) until those emails are stale (a few weeks): tokens
 verify against the current and the old secrets, new ones are signed with the current one only.
+
+Serving the links and sending over SMTP require secrets of at least 32 bytes (a blank one counts as none); only
+the outbox, the embedded demo, runs on the development key, with a warning.
 """
 
 from __future__ import annotations
@@ -12,20 +15,68 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 
+from newsletter.config import ConfigError
+
+log = logging.getLogger(__name__)
 PURPOSES = ("unsubscribe", "preferences")
-DEV_SECRET = "dev-only-insecure-secret"  # used only when NEWSLETTER_TOKEN_SECRET is unset (local demo, tests)
+SECRET_VAR, OLD_SECRETS_VAR = "NEWSLETTER_TOKEN_SECRET", "NEWSLETTER_TOKEN_SECRET_OLD"
+MIN_SECRET_BYTES = 32  # HMAC-SHA256 key: 256 bits of the operator's randomness
+# Published with the source, so it protects nothing: used only when NEWSLETTER_TOKEN_SECRET is unset, and then
+# only for the outbox (the embedded demo) and tests; serving links or sending real mail refuses it.
+DEV_SECRET = "dev-only-insecure-secret"
 
 
 class TokenError(ValueError):
     """Forged, tampered or malformed token. Deliberately says nothing about the subscriber."""
 
 
+def configured_secret() -> str | None:
+    """NEWSLETTER_TOKEN_SECRET without surrounding whitespace; None when unset or blank."""
+    return os.environ.get(SECRET_VAR, "").strip() or None
+
+
+def old_secrets() -> list[str]:
+    return [s.strip() for s in os.environ.get(OLD_SECRETS_VAR, "").split(",") if s.strip()]
+
+
 def secrets() -> list[bytes]:
-    current = os.environ.get("NEWSLETTER_TOKEN_SECRET") or DEV_SECRET
-    old = [s for s in os.environ.get("NEWSLETTER_TOKEN_SECRET_OLD", "").split(",") if s.strip()]
-    return [s.strip().encode() for s in [current, *old]]
+    return [s.encode() for s in [configured_secret() or DEV_SECRET, *old_secrets()]]
+
+
+def secret_problem() -> str | None:
+    """Why links signed now could be forged (no secret, a short one), or None. An old secret still verifies
+    tokens, so a short one is as weak as a short current one."""
+    if configured_secret() is None:
+        return f"{SECRET_VAR} is not set (links are signed with the development key published in the source)"
+    for var, value in [(SECRET_VAR, configured_secret() or ""), *((OLD_SECRETS_VAR, s) for s in old_secrets())]:
+        if len(value.encode()) < MIN_SECRET_BYTES:
+            return f"{var} holds a secret of {len(value.encode())} bytes, fewer than {MIN_SECRET_BYTES}"
+    return None
+
+
+def require_secret(action: str) -> None:
+    """Refuse to `action` (serve the links, send real mail) when anyone could forge them: ConfigError, one line."""
+    problem = secret_problem()
+    if problem:
+        raise ConfigError(
+            f"{problem}: refusing to {action}. Set {SECRET_VAR} to at least {MIN_SECRET_BYTES} random bytes, "
+            "e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+
+
+def warn_if_dev_secret(where: str) -> None:
+    """The embedded demo goes on without a secret, but says so loudly."""
+    problem = secret_problem()
+    if problem:
+        log.warning(
+            "WARNING: %s: anyone can forge the links written to %s. Fine for the demo, never for real subscribers "
+            "(sending over SMTP and `serve` refuse it)",
+            problem,
+            where,
+        )
 
 
 def _sign(secret: bytes, subscriber_id: int, purpose: str, email: str) -> str:

@@ -35,6 +35,7 @@ outbox` (default `var/outbox`, relative to the config file). Any mail client can
 
 from __future__ import annotations
 
+import logging
 import os
 import smtplib
 import socket
@@ -47,9 +48,12 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter.config import ConfigError, Settings
+from newsletter.config import ConfigError, Settings, SmtpSettings
+from newsletter.deliver import tokens
+from newsletter.records import TlsMode
 
-TLS_MODES = ("none", "starttls", "ssl")
+log = logging.getLogger(__name__)
+TLS_MODES = tuple(TlsMode)
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 
 
@@ -137,21 +141,16 @@ def parse_smtp_url(url: str) -> SmtpConfig:
     )
 
 
-def _from_section(raw: dict) -> SmtpConfig:
-    if raw.get("url"):
-        cfg = parse_smtp_url(raw["url"])
+def _from_section(section: SmtpSettings) -> SmtpConfig:
+    if section.url:
+        cfg = parse_smtp_url(section.url)
     else:
-        if not raw.get("host"):
-            raise ConfigError("[delivery.smtp] needs host (or url)")
-        tls = raw.get("tls", "none")
-        if tls not in TLS_MODES:
-            raise ConfigError(f"[delivery.smtp] tls must be one of {', '.join(TLS_MODES)}, got {tls!r}")
         cfg = SmtpConfig(
-            host=raw["host"],
-            port=int(raw.get("port") or DEFAULT_PORTS[tls]),
-            tls=tls,
-            username=raw.get("username") or None,
-            timeout=float(raw.get("timeout", 30)),
+            host=section.host or "",
+            port=section.port or DEFAULT_PORTS[section.tls],
+            tls=section.tls,
+            username=section.username or None,
+            timeout=section.timeout,
         )
     password = os.environ.get("NEWSLETTER_SMTP_PASSWORD")
     if password and cfg.password is None:
@@ -197,9 +196,8 @@ def smtp_config(settings: Settings) -> SmtpConfig:
     url = os.environ.get("NEWSLETTER_SMTP_URL")
     if url:
         return parse_smtp_url(url)
-    section = settings.section("delivery").get("smtp")
-    if section:
-        return _from_section(section)
+    if settings.delivery.smtp:
+        return _from_section(settings.delivery.smtp)
     return _from_airflow()
 
 
@@ -399,22 +397,22 @@ class OutboxTransport(_Base):
 
 
 def outbox_dir(settings: Settings) -> Path:
-    return settings.path(settings.section("delivery").get("outbox", "var/outbox"))
+    return Path(settings.delivery.outbox)
 
 
 def transport_kind(settings: Settings) -> str:
     if os.environ.get("NEWSLETTER_SMTP_URL"):
         return "smtp"
-    return settings.section("delivery").get("transport") or "outbox"
+    return settings.delivery.transport
 
 
 def transport_factory(settings: Settings) -> TransportFactory:
-    """SMTP when NEWSLETTER_SMTP_URL is set or `[delivery] transport = "smtp"`, else the outbox."""
-    kind = transport_kind(settings)
-    if kind == "smtp":
+    """SMTP when NEWSLETTER_SMTP_URL is set or `[delivery] transport = "smtp"`, else the outbox. Real mail needs
+    a real token secret; the outbox (the embedded demo) goes on with a warning."""
+    if transport_kind(settings) == "smtp":
+        tokens.require_secret("send mail over SMTP")
         cfg = smtp_config(settings)
         return lambda: SmtpTransport(cfg)
-    if kind == "outbox":
-        directory = outbox_dir(settings)
-        return lambda: OutboxTransport(directory)
-    raise ConfigError(f'[delivery] transport must be "smtp" or "outbox", got {kind!r}')
+    tokens.warn_if_dev_secret("the outbox")
+    directory = outbox_dir(settings)
+    return lambda: OutboxTransport(directory)

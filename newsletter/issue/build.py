@@ -29,27 +29,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from newsletter.config import IssueSettings
 from newsletter.db.models import AcceptanceEvent, IssueItem, IssueRow, Paper
 from newsletter.records import Highlight, Issue, IssuePaper, TopicSection, Venue
 from newsletter.registry.topics import topic_names
 from newsletter.store.query import ordered_sightings
 
 TRACK_RANK = {"oral": 0, "spotlight": 1, "highlight": 2, None: 3, "poster": 4, "findings": 5}
-
-
-@dataclass(frozen=True)
-class IssueSettings:
-    timezone: str = "Asia/Shanghai"
-    lookback_days: int = 7
-    topic_order: tuple[str, ...] = ()
-
-    @classmethod
-    def from_config(cls, timezone: str, section: dict) -> IssueSettings:
-        return cls(
-            timezone=timezone,
-            lookback_days=int(section.get("lookback_days", 7)),
-            topic_order=tuple(section.get("topic_order", ())),
-        )
 
 
 @dataclass(frozen=True)

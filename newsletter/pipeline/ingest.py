@@ -91,7 +91,7 @@ def ingest_source(settings: Settings, src: Source, progress: Progress | None = N
 
 def ingest(settings: Settings, names: list[str] | None = None, progress: Progress | None = None):
     """Ingest every enabled source (or the named ones); one report per source."""
-    sources = [settings.source(n) for n in names] if names else [s for s in settings.sources if s.enabled]
+    sources = [settings.source(n) for n in names] if names else settings.enabled_sources()
     return [ingest_source(settings, src, progress) for src in sources]
 
 

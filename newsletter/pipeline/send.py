@@ -11,7 +11,6 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.db.models import IssueRow, Subscriber
 from newsletter.deliver.ledger import (
-    DeliveryConfig,
     Progress,
     deliveries_report,
     parse_variant_key,
@@ -47,7 +46,7 @@ def send_date(
     (their own variant if they subscribe, else bilingual with every topic), outside the ledger. `recover`: first
     put rows of crashed workers (claimed longer than `stale_after_s` ago) back to pending."""
 
-    cfg, ms = DeliveryConfig.from_settings(settings), MessageSettings.from_settings(settings)
+    cfg, ms = settings.delivery, MessageSettings.from_settings(settings)
     issue, _ = pipeline.build_step(settings, pipeline.period_for(settings, day))
     if issue is None:
         return SendReport(0, default_worker(), dry_run=dry_run, note=f"no issue for {day}: nothing to send")

@@ -19,7 +19,6 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.db.models import Delivery, FetchLog, IssueRow, IssueVariant, Paper, Subscriber
 from newsletter.deliver.ledger import (
-    DeliveryConfig,
     deliveries_report,
     needed_variants,
     parse_variant_key,
@@ -28,31 +27,22 @@ from newsletter.deliver.ledger import (
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
 from newsletter.deliver.sender import send_issue, send_test
 from newsletter.deliver.transport import OutboxTransport, outbox_dir
-from newsletter.issue.build import IssueSettings, Period, build_issue
+from newsletter.issue.build import Period, build_issue
 from newsletter.pipeline.ingest import SourceReport, ingest, replay
-from newsletter.records import Issue, VariantSpec
+from newsletter.records import Issue, Language, VariantSpec
 from newsletter.render.variant import RenderOptions, render_archive, render_variant
-
-MODES = ("en", "zh", "bilingual")
-
-
-def issue_settings(settings: Settings) -> IssueSettings:
-    return IssueSettings.from_config(settings.timezone, settings.section("issue"))
 
 
 def web_base_url(settings: Settings) -> str:
-    return str(settings.section("web").get("base_url", "http://127.0.0.1:8000")).rstrip("/")
+    return settings.web.base_url
 
 
 def archive_url(settings: Settings, day: date) -> str:
     return f"{web_base_url(settings)}/archive/{day.isoformat()}"
 
 
-def render_options(settings: Settings):
-
-    section = settings.section("render")
-    known = set(RenderOptions.__dataclass_fields__) - {"templates_dir", "archive_url"}
-    return RenderOptions(**{k: v for k, v in section.items() if k in known})
+def render_options(settings: Settings) -> RenderOptions:
+    return RenderOptions(**settings.render.model_dump())
 
 
 def period_for(settings: Settings, day: date) -> Period:
@@ -76,7 +66,7 @@ def subscriber_variants(settings: Settings) -> list[VariantSpec]:
 def build_step(settings: Settings, period: Period) -> tuple[Issue | None, dict]:
     """Build (or rebuild identically) the issue for a period."""
     with session_scope(settings.database_url) as session:
-        issue = build_issue(session, period, issue_settings(settings))
+        issue = build_issue(session, period, settings.issue)
     if issue is None:
         return None, {"issue_id": None, "issue_date": period.last.isoformat(), "papers": 0, "highlights": 0}
     issue.archive_url = archive_url(settings, issue.issue_date)
@@ -140,7 +130,7 @@ def write_archive(settings: Settings, issue: Issue, out_dir: str | Path | None =
 
 def archive_dir(settings: Settings) -> Path:
     """The folder `newsletter serve` publishes at /archive/<date>."""
-    return settings.path(settings.section("web").get("archive_dir", "var/archive"))
+    return Path(settings.web.archive_dir)
 
 
 # ---- ingest and monitoring -------------------------------------------------------------------------------
@@ -237,7 +227,7 @@ def prepare_step(settings: Settings, issue_id: int) -> dict:
 def plan_senders(settings: Settings, issue_id: int) -> list[int]:
     """Sender slots to map over: enough for the pending rows, at most `[delivery] workers`, 1 on SQLite."""
 
-    cfg = DeliveryConfig.from_settings(settings)
+    cfg = settings.delivery
     with session_scope(settings.database_url) as session:
         counts = deliveries_report(session, issue_id, max_failures=0)["counts"]
     todo = counts.get("pending", 0) + counts.get("failed", 0)
@@ -299,7 +289,7 @@ def report_step(settings: Settings, issue_id: int) -> dict:
         return deliveries_report(session, issue_id)
 
 
-def send_test_copy(settings: Settings, day: date, address: str, lang: str = "bilingual", topics=None) -> dict:
+def send_test_copy(settings: Settings, day: date, address: str, lang: str = Language.BILINGUAL, topics=None) -> dict:
     """One copy of the day's issue to `address`, outside the ledger."""
 
     issue, _info = build_step(settings, period_for(settings, day))

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -35,7 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from newsletter.config import ConfigError, Settings
+from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.db.models import Subscriber
 from newsletter.deliver import subscribers, tokens
@@ -44,8 +42,6 @@ from newsletter.registry.topics import known_topics, normalize_key, topic_names
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates" / "web"
-DEFAULT_ARCHIVE_DIR = "var/archive"
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 MAX_FORM_BYTES = 64 * 1024  # the preferences form is a few hundred bytes; one-click bodies are 26
 
 # Stricter than tokens.parse_token (which goes through int(): it accepts "+1", "1_0" and full-width digits).
@@ -74,7 +70,7 @@ PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofoll
 
 def web_archive_dir(settings: Settings) -> Path:
     """`[web] archive_dir` (default var/archive), relative to the config file like every other path."""
-    return settings.path(settings.section("web").get("archive_dir", DEFAULT_ARCHIVE_DIR))
+    return Path(settings.web.archive_dir)
 
 
 @dataclass(frozen=True)
@@ -403,25 +399,10 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_secret(host: str) -> None:
-    """The dev secret is in the source code: with it anyone could forge unsubscribe and preferences links."""
-    if os.environ.get("NEWSLETTER_TOKEN_SECRET"):
-        return
-    if not _is_loopback(host):
-        raise ConfigError(
-            f"NEWSLETTER_TOKEN_SECRET is not set: refusing to serve on {host} with the public dev secret "
-            "(set it to the secret the emails were signed with)"
-        )
-    log.warning("NEWSLETTER_TOKEN_SECRET is not set: links are signed with the dev secret (local use only)")
+    """The development key is in the source code: with it anyone could forge unsubscribe and preferences links,
+    so `serve` refuses it on every address, loopback included (a local proxy would publish it all the same)."""
+    tokens.require_secret(f"serve on {host}")
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
@@ -429,9 +410,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     127.0.0.1:8000. Behind a TLS-terminating proxy, which should also add HSTS."""
     import uvicorn
 
-    web_cfg = settings.section("web")
-    host = host or web_cfg.get("host", DEFAULT_HOST)
-    port = int(port if port is not None else web_cfg.get("port", DEFAULT_PORT))
+    host = host or settings.web.host
+    port = port if port is not None else settings.web.port
     check_secret(host)
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, server_header=False, log_level="info")
