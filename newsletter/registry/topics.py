@@ -1,8 +1,9 @@
-"""Topic registry: upstream topic key -> (English name, Chinese name).
+"""Topic registry: upstream topic key -> (English name, Chinese name), read from data/topics.toml.
 
 Upstream keys are whatever the digest blog uses as a post title / tag: some English ("3DGS", "Talking Head
 Generation"), some Chinese ("医学图像", "元宇宙/虚拟人"), some mixed ("医学影像/Breast Ultrasound"). File names
 and URLs mangle them ("元宇宙_虚拟人", "vision-transformer"), so lookups ignore case, spaces, "_", "-" and "/".
+The data file is checked against `TopicFile` at import: a bad entry fails with a message naming it.
 """
 
 from __future__ import annotations
@@ -10,49 +11,11 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
+from typing import Annotated
 
-# key -> (English, Chinese). Keys are written as upstream writes them; lookups go through normalize_key().
-_TOPICS: dict[str, tuple[str, str]] = {
-    "3DGS": ("3D Gaussian Splatting", "3D高斯泼溅"),
-    "NeRF": ("NeRF", "神经辐射场"),
-    "Diffusion Models": ("Diffusion Models", "扩散模型"),
-    "Talking Head Generation": ("Talking Head Generation", "说话人头像生成"),
-    "元宇宙/虚拟人": ("Metaverse / Virtual Humans", "元宇宙/虚拟人"),
-    "医学图像": ("Medical Imaging", "医学图像"),
-    "医学影像/Breast Ultrasound": ("Medical Imaging / Breast Ultrasound", "医学影像/乳腺超声"),
-    "牙齿修复": ("Dental Restoration", "牙齿修复"),
-    "Vision Transformer": ("Vision Transformer", "视觉Transformer"),
-    "LLM": ("Large Language Models", "大语言模型"),
-    "GAN": ("GAN", "生成对抗网络"),
-    "3D reconstruction": ("3D Reconstruction", "三维重建"),
-    "Agent": ("Agents", "智能体"),
-    "检测/分割": ("Detection / Segmentation", "检测/分割"),
-    "视频理解": ("Video Understanding", "视频理解"),
-    "无监督/半监督/对比学习": ("Unsupervised / Semi-supervised / Contrastive Learning", "无监督/半监督/对比学习"),
-    "Few-Shot": ("Few-Shot Learning", "小样本学习"),
-    "I2I Translation": ("Image-to-Image Translation", "图像到图像翻译"),
-    "人脸相关": ("Face Analysis", "人脸相关"),
-    "TTS": ("Text-to-Speech", "语音合成"),
-    "Speech": ("Speech", "语音"),
-    "音频": ("Audio", "音频"),
-    "OCR": ("OCR", "文字识别"),
-    "MMT": ("Multimodal Translation", "多模态翻译"),
-    "多模态": ("Multimodal Learning", "多模态"),
-    "R1_Reasoning": ("R1-style Reasoning", "R1推理"),
-    "Text-to-Motion": ("Text-to-Motion", "文本生成动作"),
-    "Image Generation": ("Image Generation", "图像生成"),
-    "视频生成": ("Video Generation", "视频生成"),
-    "超分辨率": ("Super-Resolution", "超分辨率"),
-    "图像恢复": ("Image Restoration", "图像恢复"),
-    "自动驾驶": ("Autonomous Driving", "自动驾驶"),
-    "遥感": ("Remote Sensing", "遥感"),
-    "强化学习": ("Reinforcement Learning", "强化学习"),
-    "Interactive": ("Interactive Systems", "交互"),
-    "Zero-Shot": ("Zero-Shot Learning", "零样本学习"),
-    "Face Swapping": ("Face Swapping", "人脸交换"),
-    "Domain Adaptation": ("Domain Adaptation", "域适应"),
-    "检测/分割/跟踪": ("Detection / Segmentation / Tracking", "检测/分割/跟踪"),
-}
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+
+from newsletter.registry.loader import load
 
 # Separators that file names and URL slugs substitute for each other ("元宇宙/虚拟人" -> "元宇宙_虚拟人").
 _SEPARATORS = re.compile(r"[\s_\-/]+")
@@ -64,7 +27,62 @@ def normalize_key(key: str) -> str:
     return _SEPARATORS.sub("", unicodedata.normalize("NFKC", key).casefold())
 
 
-_INDEX: dict[str, tuple[str, str]] = {normalize_key(k): v for k, v in _TOPICS.items()}
+def _slug(english: str, key: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", english).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.casefold()).strip("-")
+    return slug or f"topic-{zlib.crc32(normalize_key(key).encode()):08x}"
+
+
+# A name: something that survives normalisation, written without spaces around it.
+_Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^\S(?:.*\S)?$")]
+
+
+class TopicSpec(BaseModel):
+    """One [[topic]] of data/topics.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: _Name
+    en: _Name
+    zh: _Name
+    aliases: list[_Name] = []
+
+    def spellings(self) -> list[str]:
+        """Every way the topic is written, key first: what lookups accept."""
+        return [self.key, self.en, self.zh, *self.aliases]
+
+
+class TopicFile(BaseModel):
+    """data/topics.toml: no spelling or anchor shared by two topics."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: list[TopicSpec]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TopicFile:
+        owners: dict[str, str] = {}
+        slugs: dict[str, str] = {}
+        for spec in self.topic:
+            for name in spec.spellings():
+                if not normalize_key(name):
+                    raise ValueError(f"topic {spec.key!r}: {name!r} is nothing but separators")
+                owner = owners.setdefault(normalize_key(name), spec.key)
+                if owner != spec.key:
+                    raise ValueError(f"topic {spec.key!r}: {name!r} already names topic {owner!r}")
+            slug = _slug(spec.en, spec.key)
+            if slugs.setdefault(slug, spec.key) != spec.key:
+                raise ValueError(f"topic {spec.key!r}: anchor #t-{slug} is already topic {slugs[slug]!r}'s")
+        return self
+
+
+_SPECS = load(TopicFile, "topics.toml").topic
+_TOPICS: dict[str, tuple[str, str]] = {spec.key: (spec.en, spec.zh) for spec in _SPECS}
+# Any spelling of a topic (key, names, aliases) -> its key.
+_KEY_BY_NAME: dict[str, str] = {normalize_key(name): spec.key for spec in _SPECS for name in spec.spellings()}
+_INDEX: dict[str, tuple[str, str]] = {
+    normalize_key(name): (spec.en, spec.zh) for spec in _SPECS for name in (spec.key, *spec.aliases)
+}
 
 
 def _fallback(key: str) -> str:
@@ -98,20 +116,12 @@ def same_topic(a: str, b: str) -> bool:
 def topic_slug(key: str) -> str:
     """Stable ASCII anchor id for a topic, from its English name ("元宇宙/虚拟人" -> "metaverse-virtual-humans");
     a key with no ASCII name gets a checksum ("topic-1a2b3c4d") so email links and archive anchors agree."""
-    ascii_name = unicodedata.normalize("NFKD", topic_names(key)[0]).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.casefold()).strip("-")
-    return slug or f"topic-{zlib.crc32(normalize_key(key).encode()):08x}"
+    return _slug(topic_names(key)[0], key)
 
 
 def known_topics() -> dict[str, tuple[str, str]]:
     """A copy of the registry (for documentation and preference pages)."""
     return dict(_TOPICS)
-
-
-_KEY_BY_NAME: dict[str, str] = {}
-for _key, (_en, _zh) in _TOPICS.items():
-    for _name in (_key, _en, _zh):
-        _KEY_BY_NAME.setdefault(normalize_key(_name), _key)
 
 
 def canonical_topic(name: str) -> str:

@@ -11,7 +11,9 @@ Comments are free text written by authors, so the reader works in passes over a 
    accepted, as is the arXiv custom) and keep the best accepted mention; an unknown venue named right after
    an acceptance phrase is read as written ("accepted in npj Precision Oncology").
 
-Everything is compiled once at import and answers are cached: this runs for every paper sighting.
+The registry and the cue/track tables are data (data/venues.toml, data/venue_cues.toml), checked against the
+models below when the module is imported; everything is compiled once then and answers are cached: this runs
+for every paper sighting.
 `score()` measures a labelled JSONL set; `python -m newsletter.registry.venues FILE.jsonl` prints it with the misses.
 """
 
@@ -22,296 +24,140 @@ import re
 import sys
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, model_validator
 
 from newsletter.records import Venue
+from newsletter.registry.loader import load
 
-# ---- the registry ----------------------------------------------------------------------------------------
-# One venue a line: canonical :: kind :: aliases :: full names; a line starting with spaces and ";" adds more
-# full names to the venue above it.
-#   kind: c conference, j journal, w a workshop that is a venue in its own right (its track is "workshop").
-#   aliases (";"-separated) match case-insensitively, with spaces/hyphens optional ("ACM MM" = "ACMMM");
-#     "!" = case-sensitive (short or word-like: TIP, CHI); "~" = case-sensitive and *strict*: ordinary words
-#     or very short tokens (Nature, Sensors, PG, MM) that count only with a year attached, right after an
-#     acceptance phrase ("published in Nature"), or standing alone as a comma-separated item.
-#   full names (";"-separated) are case-insensitive regexes where a space means any whitespace and
-#     "Transactions on" also matches "Trans. on"; "~" marks a generic phrase ("Pattern Recognition") that is
-#     case-sensitive and strict as above.
-_REGISTRY = r"""
-CVPR :: c :: CVPR;CVPRW :: Computer Vision and Pattern Recognition(?: Conference)?
-ICCV :: c :: ICCV;ICCVW :: International Conference on Computer Visi?on(?! Theory| Systems| and| in)
-ECCV :: c :: ECCV;ECCVW :: European Conference on Computer Visi?on
-WACV :: c :: WACV;WACVW :: Winter Conference on (?:the )?Applications? of Computer Visi?on
-BMVC :: c :: BMVC :: British Machine Vision Conference
-ACCV :: c :: ACCV :: Asian Conference on Computer Visi?on
-3DV :: c :: 3DV :: Conference on 3D Vision
-ICPR :: c :: ICPR :: International Conference on Pattern Recognition(?! Applications)
-GCPR :: c :: GCPR :: German Conference on Pattern Recognition
-    ;DAGM German Conference on Pattern Recognition
-ICIP :: c :: ICIP :: International Conference on Image Processing(?! Theory)
-ICME :: c :: ICME :: International Conference on Multimedia (?:and|&) Expo
-VCIP :: c :: VCIP :: Visual Communications and Image Processing
-ICASSP :: c :: ICASSP :: International Conference on Acoustics,? Speech,? and Signal Processing
-DICTA :: c :: DICTA :: Digital Image Computing:? Techniques and Applications
-CRV :: c :: !CRV :: Conference on (?:Computer and )?Robots? (?:and )?Vision
-ACPR :: c :: ACPR :: Asian Conference on Pattern Recognition
-PRCV :: c :: PRCV :: Chinese Conference on Pattern Recognition and Computer Vision
-ISVC :: c :: ISVC :: International Symposium on Visual Computing
-ICVGIP :: c :: ICVGIP :: Indian Conference on Computer Vision,? Graphics and Image Processing
-ICIAP :: c :: ICIAP :: International Conference on Image Analysis and Processing
-SCIA :: c :: !SCIA :: Scandinavian Conference on Image Analysis
-CAIP :: c :: !CAIP :: International Conference on Computer Analysis of Images and Patterns
-VISAPP :: c :: VISAPP;VISIGRAPP :: International Conference on Computer Vision Theory and Applications
-ICPRAM :: c :: ICPRAM :: International Conference on Pattern Recognition Applications and Methods
-ICVS :: c :: !ICVS :: International Conference on Computer Vision Systems
-ICCP :: c :: !ICCP :: International Conference on Computational Photography
-ICDAR :: c :: ICDAR :: International Conference on Document Analysis and Recognition
-DAS :: c :: ~DAS :: International Workshop on Document Analysis Systems
-ICFHR :: c :: ICFHR :: International Conference on Frontiers in Handwriting Recognition
-FG :: c :: ~FG;IEEE FG :: Automatic Face and Gesture Recognition
-IJCB :: c :: IJCB :: International Joint Conference on Biometrics
-BIOSIG :: c :: BIOSIG :: International Conference of the Biometrics Special Interest Group
-WIFS :: w :: WIFS :: International Workshop on Information Forensics and Security
-AVSS :: c :: AVSS :: Advanced Video and Signal[-\s]Based Surveillance
-ICMR :: c :: ICMR;ACM ICMR :: International Conference on Multimedia Retrieval
-MMM :: c :: !MMM :: International Conference on Multi-?Media Modell?ing
-ACM MM :: c :: ACM MM;ACMMM;ACM Multimedia;~MM ::
-    ;ACM International Conference on Multimedia(?! Retrieval| Asia| in)
-ACM MM Asia :: c :: ACM MM Asia;ACMMM Asia;MMAsia;ACM Multimedia Asia :: ACM Multimedia Asia
-ICMI :: c :: ICMI :: International Conference on Multimodal Interaction
-ACII :: c :: ACII :: International Conference on Affective Computing and Intelligent Interaction
-NeurIPS :: c :: NeurIPS;NIPS;NeurIPSW ::
-    ;Conference on Neural Information Processing Systems
-    ;Neural Information Processing Systems
-ICML :: c :: ICML;ICMLW :: International Conference on Machine Learning(?! and| for| in| Applications)
-ICLR :: c :: ICLR;ICLRW :: International Conference on Learning Representations
-AAAI :: c :: AAAI :: AAAI Conference on Artificial Intelligence
-    ;Association for the Advancement of Artificial Intelligence
-IJCAI :: c :: IJCAI :: International Joint Conference on Artificial Intelligence
-AISTATS :: c :: AISTATS :: International Conference on Artificial Intelligence and Statistics
-UAI :: c :: UAI :: Conference on Uncertainty in Artificial Intelligence
-COLT :: c :: !COLT :: Conference on Learning Theory
-ALT :: c :: ~ALT :: International Conference on Algorithmic Learning Theory
-L4DC :: c :: L4DC :: Learning for Dynamics (?:and|&) Control
-ECAI :: c :: ECAI :: European Conference on Artificial Intelligence
-ECML PKDD :: c :: ECML PKDD;ECMLPKDD;ECML :: European Conference on Machine Learning
-ACML :: c :: ACML :: Asian Conference on Machine Learning
-IJCNN :: c :: IJCNN :: International Joint Conference on Neural Networks
-ICANN :: c :: ICANN :: International Conference on Artificial Neural Networks
-ICONIP :: c :: ICONIP :: International Conference on Neural Information Processing(?! Systems)
-COLM :: c :: !COLM :: Conference on Language Modeling
-CoLLAs :: c :: !CoLLAs :: Conference on Lifelong Learning Agents
-LoG :: c :: !LoG :: Learning on Graphs Conference
-AAMAS :: c :: AAMAS :: International Conference on Autonomous Agents and Multi-?agent Systems
-ICTAI :: c :: ICTAI :: International Conference on Tools with Artificial Intelligence
-ICMLA :: c :: ICMLA :: International Conference on Machine Learning and Applications
-CPAL :: c :: !CPAL :: Conference on Parsimony and Learning
-MLSys :: c :: MLSys :: Conference on Machine Learning and Systems
-TMLR :: j :: TMLR :: Transactions on Machine Learning Research
-JMLR :: j :: JMLR :: Journal of Machine Learning Research
-PAKDD :: c :: PAKDD :: Pacific-Asia Conference on Knowledge Discovery and Data Mining
-KDD :: c :: KDD;SIGKDD;ACM SIGKDD :: Conference on Knowledge Discovery and Data Mining
-WWW :: c :: !WWW;TheWebConf;The Web Conference;Web Conference ::
-    ;World Wide Web Conference
-    ;ACM Web Conference
-SIGIR :: c :: SIGIR :: Conference on Research and Development in Information Retrieval
-WSDM :: c :: WSDM :: International Conference on Web Search and Data Mining
-CIKM :: c :: CIKM :: International Conference on Information and Knowledge Management
-ICDM :: c :: ICDM :: International Conference on Data Mining
-SDM :: c :: !SDM :: SIAM International Conference on Data Mining;SIAM Data Mining
-ICDE :: c :: ICDE :: International Conference on Data Engineering
-VLDB :: c :: VLDB;PVLDB :: International Conference on Very Large Data Bases
-SIGMOD :: c :: SIGMOD ::
-RecSys :: c :: RecSys :: ACM Conference on Recommender Systems
-IEEE BigData :: c :: IEEE BigData;IEEE Big Data;BigData :: IEEE International Conference on Big Data
-SMC :: c :: !SMC;IEEE SMC :: International Conference on Systems,? Man,? and Cybernetics
-ACL :: c :: ACL :: Annual Meeting of the Association for Computational Linguistics
-    ;Association for Computational Linguistics
-EMNLP :: c :: EMNLP :: Empirical Methods in Natural Language Processing
-NAACL :: c :: NAACL :: North American Chapter of the Association for Computational Linguistics
-EACL :: c :: EACL :: European Chapter of the Association for Computational Linguistics
-AACL :: c :: AACL;AACL-IJCNLP :: Asia-Pacific Chapter of the Association for Computational Linguistics
-COLING :: c :: COLING :: International Conference on Computational Linguistics
-CoNLL :: c :: CoNLL :: Conference on Computational Natural Language Learning
-LREC :: c :: LREC;LREC-COLING :: Language Resources and Evaluation Conference
-    ;International Conference on Language Resources and Evaluation
-TACL :: j :: TACL :: Transactions of the Association for Computational Linguistics
-INLG :: c :: INLG :: International Natural Language Generation Conference
-SIGDIAL :: c :: SIGDIAL ::
-Interspeech :: c :: Interspeech ::
-ASRU :: c :: ASRU :: Automatic Speech Recognition and Understanding Workshop
-SLT :: c :: ~SLT :: Spoken Language Technology Workshop
-EUSIPCO :: c :: EUSIPCO :: European Signal Processing Conference
-WASPAA :: c :: WASPAA :: Workshop on Applications of Signal Processing to Audio and Acoustics
-ISMIR :: c :: ISMIR :: International Society for Music Information Retrieval Conference
-TASLP :: j :: TASLP :: Transactions on Audio,? Speech,? and Language Processing
-SPL :: j :: !SPL;IEEE SPL :: ~Signal Processing Letters
-TSP :: j :: !TSP :: Transactions on Signal Processing
-JSTSP :: j :: JSTSP :: Journal of Selected Topics in Signal Processing
-SIGGRAPH :: c :: SIGGRAPH;ACM SIGGRAPH :: ACM SIGGRAPH Conference
-SIGGRAPH Asia :: c :: SIGGRAPH Asia;ACM SIGGRAPH Asia;!SA Conference Papers ::
-TOG :: j :: !TOG;ACM TOG;ACM Trans. Graph;ACM Trans Graph :: Transactions on Graphics
-TVCG :: j :: TVCG;IEEE TVCG;IEEE Trans Vis Comput Graph :: Transactions on Visuali[sz]ation and Computer Graphics
-CGF :: j :: !CGF;Comput Graph Forum :: Computer Graphics Forum
-Eurographics :: c :: Eurographics;~EG :: Annual Conference of the European Association for Computer Graphics
-EGSR :: c :: EGSR :: Eurographics Symposium on Rendering
-SGP :: c :: !SGP :: Symposium on Geometry Processing
-PG :: c :: ~PG;Pacific Graphics :: Pacific Conference on Computer Graphics and Applications
-HPG :: c :: !HPG :: High-?\s*Performance Graphics
-I3D :: c :: !I3D :: Symposium on Interactive 3D Graphics(?: and Games)?
-SCA :: c :: !SCA :: Symposium on Computer Animation
-MIG :: c :: !MIG;ACM SIGGRAPH MIG;SIGGRAPH MIG :: Conference on Motion,? Interaction,? and Games
-    ;Motion,? Interaction,? and Games
-IEEE VIS :: c :: IEEE VIS;~VIS :: IEEE Visuali[sz]ation Conference
-EuroVis :: c :: EuroVis :: Eurographics Conference on Visuali[sz]ation
-Computers & Graphics :: j :: !C&G :: Computers (?:&|and) Graphics
-CG&A :: j :: !CG&A :: IEEE Computer Graphics and Applications
-CVM :: j :: !CVM :: Computational Visual Media
-SMI :: c :: !SMI :: Shape Modeling International
-GMP :: c :: !GMP :: Geometric Modeling and Processing
-Graphics Interface :: c :: Graphics Interface ::
-The Visual Computer :: j :: !TVC :: The Visual Computer
-IEEE VR :: c :: IEEE VR;IEEEVR;~VR :: IEEE Conference on Virtual Reality and 3D User Interfaces
-    ;IEEE Virtual Reality(?: Conference)?
-ISMAR :: c :: ISMAR :: International Symposium on Mixed and Augmented Reality
-VRST :: c :: VRST :: Symposium on Virtual Reality Software and Technology
-AIVR :: c :: AIVR;IEEE AIVR :: International Conference on Artificial Intelligence and Virtual Reality
-CHI :: c :: !CHI;ACM CHI :: Conference on Human Factors in Computing Systems
-UIST :: c :: UIST :: Symposium on User Interface Software and Technology
-CSCW :: c :: CSCW :: Conference on Computer-Supported Cooperative Work
-IUI :: c :: !IUI :: International Conference on Intelligent User Interfaces
-ETRA :: c :: ETRA :: Symposium on Eye Tracking Research and Applications
-HRI :: c :: !HRI :: International Conference on Human-Robot Interaction
-ICRA :: c :: ICRA :: International Conference on Robotics and Automation
-IROS :: c :: IROS :: International Conference on Intelligent Robots and Systems
-RSS :: c :: ~RSS :: Robotics:? Science and Systems
-CoRL :: c :: CoRL :: Conference on Robot Learning
-RA-L :: j :: !RA-L;!RAL;!IEEE RA-L;!IEEE RAL :: Robotics and Automation Letters
-    ;IEEE Robot\.?\s*Autom\.?\s*Lett
-T-RO :: j :: !T-RO;!TRO :: Transactions on Robotics
-IJRR :: j :: IJRR :: International Journal of Robotics Research
-Humanoids :: c :: !Humanoids :: International Conference on Humanoid Robots
-CASE :: c :: ~CASE :: International Conference on Automation Science and Engineering
-T-ASE :: j :: !T-ASE;!TASE :: Transactions on Automation Science and Engineering
-ISER :: c :: !ISER :: International Symposium on Experimental Robotics
-WAFR :: c :: WAFR :: Workshop on the Algorithmic Foundations of Robotics
-CDC :: c :: !CDC :: Conference on Decision and Control
-ACC :: c :: ~ACC :: American Control Conference
-L-CSS :: j :: !L-CSS;!LCSS :: Control Systems Letters
-ITSC :: c :: ITSC :: Intelligent Transportation Systems Conference
-    ;International Conference on Intelligent Transportation Systems
-IV :: c :: ~IV :: Intelligent Vehicles Symposium
-T-ITS :: j :: !T-ITS;!TITS :: Transactions on Intelligent Transportation Systems
-T-IV :: j :: !T-IV;!TIV :: Transactions on Intelligent Vehicles
-ECMR :: c :: ECMR :: European Conference on Mobile Robots
-ROBIO :: c :: ROBIO :: International Conference on Robotics and Biomimetics
-Science Robotics :: j :: !Science Robotics ::
-MICCAI :: c :: MICCAI :: Medical Image Computing and Computer[-\s]*Assisted Interventions?
-ISBI :: c :: ISBI :: International Symposium on Biomedical Imaging
-MIDL :: c :: MIDL :: Medical Imaging with Deep Learning
-IPMI :: c :: IPMI :: Information Processing in Medical Imaging
-IPCAI :: c :: IPCAI :: Information Processing in Computer[-\s]*Assisted Interventions
-MIUA :: c :: MIUA :: Medical Image Understanding and Analysis
-ISMRM :: c :: ISMRM :: International Society for Magnetic Resonance in Medicine
-SPIE Medical Imaging :: c :: SPIE Medical Imaging;SPIE MI ::
-SPIE :: c :: SPIE ::
-EMBC :: c :: EMBC :: Engineering in Medicine (?:and|&) Biology (?:Society|Conference)
-BIBM :: c :: BIBM :: International Conference on Bioinformatics and Biomedicine
-TMI :: j :: !TMI;IEEE TMI;IEEE Trans Med Imaging :: Transactions on Medical Imaging
-MedIA :: j :: !MedIA;Med Image Anal :: ~Medical Image Analysis
-JBHI :: j :: JBHI :: Journal of Biomedical and Health Informatics
-TBME :: j :: TBME :: Transactions on Biomedical Engineering
-CMIG :: j :: CMIG :: Computerized Medical Imaging and Graphics
-Radiology: Artificial Intelligence :: j :: !Radiology: Artificial Intelligence;!Radiology AI ::
-Radiology :: j :: ~Radiology ::
-Medical Physics :: j :: ~Medical Physics ::
-PMB :: j :: !PMB :: Physics in Medicine (?:and|&) Biology
-Computers in Biology and Medicine :: j :: !CIBM :: ~Computers in Biology and Medicine
-Biomedical Signal Processing and Control :: j :: !BSPC :: ~Biomedical Signal Processing and Control
-IGARSS :: c :: IGARSS :: International Geoscience and Remote Sensing Symposium
-TGRS :: j :: TGRS;IEEE TGRS :: Transactions on Geoscience and Remote Sensing
-GRSL :: j :: GRSL :: Geoscience and Remote Sensing Letters
-JSTARS :: j :: JSTARS :: Journal of Selected Topics in Applied Earth Observations
-ISPRS :: j :: ISPRS :: ISPRS Journal of Photogrammetry and Remote Sensing
-Remote Sensing of Environment :: j :: !RSE :: Remote Sensing of Environment
-JAG :: j :: !JAG :: International Journal of Applied Earth Observation and Geoinformation
-Remote Sensing :: j :: ~Remote Sensing ::
-TPAMI :: j :: TPAMI;PAMI;T-PAMI;IEEE TPAMI;IEEE Trans Pattern Anal Mach Intell;Trans PAMI ::
-    ;Transactions on Pattern Analysis (?:and|&) Machine Intelligence
-IJCV :: j :: IJCV;Int J Comput Vis;Int J Comput Vision :: International Journal of Computer Vision
-TIP :: j :: !TIP;!T-IP;IEEE TIP;IEEE Trans Image Process :: Transactions on Image Processing
-TMM :: j :: !TMM;!T-MM;IEEE TMM;IEEE Trans Multimedia :: Transactions on Multimedia(?! Computing)
-TCSVT :: j :: TCSVT;T-CSVT :: Transactions on Circuits and Systems for Video Technology
-TNNLS :: j :: TNNLS :: Transactions on Neural Networks and Learning Systems
-TCYB :: j :: TCYB :: Transactions on Cybernetics
-TSMC :: j :: TSMC :: Transactions on Systems,? Man,? and Cybernetics
-TAI :: j :: ~TAI;IEEE TAI :: IEEE Transactions on Artificial Intelligence
-TAFFC :: j :: TAFFC :: Transactions on Affective Computing
-TIFS :: j :: TIFS :: Transactions on Information Forensics and Security
-TBIOM :: j :: TBIOM :: Transactions on Biometrics,? Behavior,? and Identity Science
-TKDE :: j :: TKDE :: Transactions on Knowledge and Data Engineering
-TOMM :: j :: TOMM :: ACM Transactions on Multimedia Computing
-TIST :: j :: !TIST :: ACM Transactions on Intelligent Systems and Technology
-TII :: j :: !TII :: Transactions on Industrial Informatics
-TIE :: j :: !TIE :: Transactions on Industrial Electronics
-TCI :: j :: !TCI :: Transactions on Computational Imaging
-TIM :: j :: !TIM :: Transactions on Instrumentation and Measurement
-TMECH :: j :: !TMECH;!T-MECH :: Transactions on Mechatronics
-TETCI :: j :: TETCI :: Transactions on Emerging Topics in Computational Intelligence
-TCDS :: j :: TCDS :: Transactions on Cognitive and Developmental Systems
-TCE :: j :: !TCE :: Transactions on Consumer Electronics
-TVT :: j :: !TVT :: Transactions on Vehicular Technology
-TPDS :: j :: TPDS :: Transactions on Parallel and Distributed Systems
-TMC :: j :: !TMC :: Transactions on Mobile Computing
-ACM Computing Surveys :: j :: ACM Computing Surveys;!CSUR :: ACM Computing Surveys
-CVIU :: j :: CVIU :: ~Computer Vision and Image Understanding
-Pattern Recognition Letters :: j :: !PRL :: ~Pattern Recognition Letters
-Pattern Recognition :: j :: ~Pattern Recognition ::
-Neurocomputing :: j :: Neurocomputing ::
-Neural Networks :: j :: ~Neural Networks ::
-Information Fusion :: j :: ~Information Fusion ::
-Information Sciences :: j :: ~Information Sciences ::
-Knowledge-Based Systems :: j :: !KBS :: ~Knowledge-Based Systems
-Expert Systems with Applications :: j :: !ESWA :: ~Expert Systems with Applications
-EAAI :: j :: !EAAI :: ~Engineering Applications of Artificial Intelligence
-Image and Vision Computing :: j :: !IVC :: ~Image and Vision Computing
-Machine Vision and Applications :: j ::  :: ~Machine Vision and Applications
-JVCI :: j :: JVCI :: Journal of Visual Communication and Image Representation
-Multimedia Tools and Applications :: j :: !MTAP :: Multimedia Tools and Applications
-Neural Computing and Applications :: j :: :: Neural Computing and Applications
-PLOS ONE :: j :: PLOS ONE;PLoS One ::
-IEEE Access :: j :: IEEE Access ::
-IEEE Sensors Journal :: j :: IEEE Sensors Journal;IEEE Sensors J ::
-Sensors :: j :: ~Sensors;MDPI Sensors ::
-Electronics :: j :: ~Electronics ::
-Applied Sciences :: j :: ~Applied Sciences ::
-Displays :: j :: ~Displays ::
-Scientific Reports :: j :: Scientific Reports;Sci Rep;Sci Reports ::
-Nature Communications :: j :: Nature Communications;Nat Commun;Nature Comms ::
-Nature Machine Intelligence :: j :: Nature Machine Intelligence;Nat Mach Intell ::
-Nature Methods :: j :: Nature Methods ::
-Nature Medicine :: j :: Nature Medicine ::
-Nature Biomedical Engineering :: j :: Nature Biomedical Engineering ::
-npj Digital Medicine :: j :: npj Digital Medicine ::
-Nature :: j :: ~Nature ::
-Science Advances :: j :: Science Advances ::
-Science :: j :: ~Science ::
-PNAS :: j :: PNAS :: Proceedings of the National Academy of Sciences
-Optics Express :: j :: Optics Express;Opt Express ::
-Optics Letters :: j :: Optics Letters;Opt Lett ::
-A&A :: j :: !A&A :: Astronomy (?:&|and) Astrophysics
-MNRAS :: j :: MNRAS :: Monthly Notices of the Royal Astronomical Society
-ApJ :: j :: !ApJ :: ~The Astrophysical Journal
-JATIS :: j :: JATIS :: Journal of Astronomical Telescopes,? Instruments,? and Systems
-"""
+# ---- the registry: data/venues.toml and data/venue_cues.toml, checked at load -----------------------------
+# What each field means is written at the top of the data files; the models below are their schema.
+
+_UPPER_ESCAPE = re.compile(r"\\[SWDBAZ]")
+
+
+def _check_alias(alias: str) -> str:
+    if alias != alias.strip() or not alias:
+        raise ValueError(f"alias {alias!r} is empty or has spaces around it")
+    if alias[0] in "!~":
+        raise ValueError(f"alias {alias!r}: list it under aliases_cased / aliases_strict instead of a !/~ prefix")
+    if not any(ch.isalnum() for ch in alias):
+        raise ValueError(f"alias {alias!r} has no letter or digit")
+    return alias
+
+
+def _check_full_name(name: str, strict: bool) -> str:
+    body = _full_name_pattern(name)
+    try:
+        _full_name_regex(body, strict)  # compiled once: _build_registry gets it from the cache
+    except re.error as exc:
+        raise ValueError(f"full name {name!r} is not a valid regular expression: {exc}") from None
+    _mandatory_words(body)
+    return name
+
+
+def _check_cue(pattern: str) -> str:
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+    if compiled.groups:  # with groups the one-scan regex saves and restores them at every branch: 3-4x slower
+        raise ValueError(f"pattern {pattern!r} has a capturing group; write (?:...) instead")
+    return pattern
+
+
+Alias = Annotated[str, AfterValidator(_check_alias)]
+FullName = Annotated[str, AfterValidator(lambda name: _check_full_name(name, strict=False))]
+StrictFullName = Annotated[str, AfterValidator(lambda name: _check_full_name(name, strict=True))]
+CuePattern = Annotated[str, AfterValidator(_check_cue)]
+
+
+class VenueSpec(BaseModel):
+    """One [[venue]] of data/venues.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, StringConstraints(min_length=1, pattern=r"^\S(?:.*\S)?$")]
+    kind: Literal["conference", "journal", "workshop"]
+    aliases: list[Alias] = []
+    aliases_cased: list[Alias] = []
+    aliases_strict: list[Alias] = []
+    full_names: list[FullName] = []
+    full_names_strict: list[StrictFullName] = []
+
+    @model_validator(mode="after")
+    def _findable(self) -> VenueSpec:
+        if not (self.aliases or self.aliases_cased or self.aliases_strict or self.full_names or self.full_names_strict):
+            raise ValueError("a venue needs at least one alias or full name")
+        return self
+
+
+class VenueFile(BaseModel):
+    """data/venues.toml: names are unique and an alias belongs to one venue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    venue: list[VenueSpec]
+
+    @model_validator(mode="after")
+    def _unique(self) -> VenueFile:
+        names: set[str] = set()
+        owners: dict[tuple[bool, str], str] = {}
+        for spec in self.venue:
+            if spec.name in names:
+                raise ValueError(f"venue {spec.name!r} is listed twice")
+            names.add(spec.name)
+            for alias, sensitive, _strict in _aliases(spec):
+                owner = owners.setdefault((sensitive, _alias_key(alias, sensitive)), spec.name)
+                if owner != spec.name:
+                    raise ValueError(f"alias {alias!r} of venue {spec.name!r} belongs to {owner!r} already")
+        return self
+
+
+class CueTable(BaseModel):
+    """[cues] of data/venue_cues.toml, in order of precedence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    null: list[CuePattern]
+    neg: list[CuePattern]
+    pos: list[CuePattern]
+
+
+class TrackSpec(BaseModel):
+    """One [[track]] of data/venue_cues.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, StringConstraints(min_length=1)]
+    pattern: CuePattern
+
+
+class VenueRules(BaseModel):
+    """data/venue_cues.toml: the cues and the tracks (in order of precedence, names unique)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cues: CueTable
+    track: list[TrackSpec]
+
+    @model_validator(mode="after")
+    def _unique(self) -> VenueRules:
+        names = [t.name for t in self.track]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a track is listed twice: {names}")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     canon: str
-    kind: str  # "c", "j" or "w" (see _REGISTRY)
+    kind: str  # "conference", "journal" or "workshop" (see data/venues.toml)
 
 
 @dataclass(slots=True)
@@ -374,32 +220,43 @@ def _trie_pattern(aliases: list[str]) -> str:
     return emit(trie)
 
 
-def _build_registry():
+def _aliases(spec: VenueSpec) -> Iterator[tuple[str, bool, bool]]:
+    """(alias, case-sensitive, strict) for each alias of a venue."""
+    yield from ((alias, False, False) for alias in spec.aliases)
+    yield from ((alias, True, False) for alias in spec.aliases_cased)
+    yield from ((alias, True, True) for alias in spec.aliases_strict)
+
+
+def _full_name_pattern(name: str) -> str:
+    """The regex body of a full name as written in the data file."""
+    # "Transactions on" is often shortened: "IEEE Trans. on Image Processing".
+    body = name.replace("Transactions on ", r"Trans(?:actions|\.)? on ").replace(" ", r"\s+")
+    # Optional leading words ("(?:IEEE )?Transactions on ...") are left out: they add nothing to what is
+    # found, and a pattern that starts with a plain word is searched for much faster.
+    body = re.sub(r"^(?:\(\?:[^()]*\)\?)+", "", body)
+    if _UPPER_ESCAPE.search(body):
+        raise ValueError(f"full names are matched lower-cased, so no upper-case escapes: {name}")
+    return body
+
+
+@cache
+def _full_name_regex(body: str, strict: bool) -> re.Pattern[str]:
+    """Generic phrases ("Pattern Recognition") keep their case and run on the original text; the others run
+    lower-cased on the lower-cased text (IGNORECASE would cost the fast literal-prefix search)."""
+    return re.compile(("(?:" + body if strict else "(?:" + body.lower()) + r")(?![A-Za-z])")
+
+
+def _build_registry(specs: list[VenueSpec]):
     keys: dict[bool, dict[str, tuple[_Entry, bool]]] = {False: {}, True: {}}  # by case sensitivity
     raw: dict[bool, list[str]] = {False: [], True: []}
     full: list[tuple[str, _Entry, bool]] = []
-    entry = _Entry("", "c")
-    for line in _REGISTRY.strip().splitlines():
-        if line.startswith(" "):  # continuation: more full names for the entry above
-            aliases, names = "", line
-        else:
-            canon, kind, aliases, names = (part.strip() for part in line.split("::", 3))
-            entry = _Entry(canon, kind)
-        for alias in filter(None, (a.strip() for a in aliases.split(";"))):
-            sensitive, strict = alias[0] in "!~", alias[0] == "~"
-            alias = alias.lstrip("!~")
+    for spec in specs:
+        entry = _Entry(spec.name, spec.kind)
+        for alias, sensitive, strict in _aliases(spec):
             keys[sensitive][_alias_key(alias, sensitive)] = (entry, strict)
             raw[sensitive].append(alias)
-        for name in filter(None, (n.strip() for n in names.split(";"))):
-            strict = name.startswith("~")
-            # "Transactions on" is often shortened: "IEEE Trans. on Image Processing".
-            body = name.lstrip("~").replace("Transactions on ", r"Trans(?:actions|\.)? on ").replace(" ", r"\s+")
-            # Optional leading words ("(?:IEEE )?Transactions on ...") are left out: they add nothing to
-            # what is found, and a pattern that starts with a plain word is searched for much faster.
-            body = re.sub(r"^(?:\(\?:[^()]*\)\?)+", "", body)
-            if re.search(r"\\[SWDBAZ]", body):
-                raise ValueError(f"full names are matched lower-cased, so no upper-case escapes: {name}")
-            full.append((body, entry, strict))
+        full += [(_full_name_pattern(name), entry, False) for name in spec.full_names]
+        full += [(_full_name_pattern(name), entry, True) for name in spec.full_names_strict]
     # All aliases in one trie scanned over lower-cased text; case-sensitive ones are checked on the original
     # text afterwards (a scan per case mode would cost twice as much).
     alias_re = re.compile(r"(?<![a-z0-9])(?:" + _trie_pattern(raw[False] + raw[True]) + r")(?![a-z])")
@@ -410,9 +267,7 @@ def _build_registry():
     frequency = Counter(w for ws in words for w in set(ws))
     by_keyword: dict[str, list[tuple[re.Pattern[str], _Entry, bool, bool]]] = {}
     for (pat, entry, strict), ws in zip(full, words, strict=True):
-        # Generic phrases ("Pattern Recognition") keep their case and run on the original text; the others
-        # run lower-cased on the lower-cased text (IGNORECASE would cost the fast literal-prefix search).
-        compiled = re.compile(("(?:" + pat if strict else "(?:" + pat.lower()) + r")(?![A-Za-z])")
+        compiled = _full_name_regex(pat, strict)
         # The keyword is the rarest word, so that few names share it; the first word when it is rare enough,
         # because then the name can only start where the keyword does (one anchored match, no search).
         keyword = min(ws, key=lambda w: (frequency[w], -len(w)))
@@ -445,7 +300,9 @@ def _mandatory_words(pattern: str) -> list[str]:
     return words
 
 
-_CI_ALIASES, _CS_ALIASES, _ALIAS_RE, _KEYWORD_RE, _FULL_BY_KEYWORD = _build_registry()
+_VENUES = load(VenueFile, "venues.toml").venue
+_RULES = load(VenueRules, "venue_cues.toml")
+_CI_ALIASES, _CS_ALIASES, _ALIAS_RE, _KEYWORD_RE, _FULL_BY_KEYWORD = _build_registry(_VENUES)
 
 # ---- text preparation ------------------------------------------------------------------------------------
 
@@ -538,78 +395,11 @@ def _segments(text: str) -> list[tuple[int, int]]:
 
 
 # ---- cues ----------------------------------------------------------------------------------------------
-# (kind, pattern) on lower-cased text, each starting a word. At one position the first listed pattern that
-# matches wins, so the "null" phrases (that look like cues but are not) and the negated forms come before the
-# plain acceptance words.
-_WILL_BE_RELEASED = r"\b[^.;]{0,40}?\b(?:will|to)\s+be\s+(?:made\s+)?(?:publicly\s+)?(?:published|released|available)\b"
-_CUE_TABLE: tuple[tuple[str, str], ...] = (
-    # null: not about this paper's acceptance
-    (
-        "null",
-        r"(?:after|once|if|when|upon|until|before|unless|pending)\s+(?:\w+\s+){0,4}?"
-        r"(?:accepted|published|acceptance)\b",
-    ),
-    ("null", r"(?:upon|after|on)\s+(?:the\s+)?(?:paper'?s?\s+)?acceptance\b"),
-    ("null", r"with\s+(?:major|minor)\s+revisions?\b"),
-    ("null", r"acceptance\s+rate\b"),
-    ("null", r"extended\s+abstracts?\b"),
-    *(("null", word + _WILL_BE_RELEASED) for word in (r"codes?", r"data(?:sets?)?", r"models?", "weights", "source")),
-    # neg: not (yet) accepted, or accepted as some other paper
-    ("neg", r"not\s+(?:yet\s+)?(?:been\s+)?(?:accepted|published)\b"),
-    ("neg", r"(?:re)?sub?mi?t+(?:ed|ing)?\b"),
-    ("neg", r"submis+ions?\b"),
-    ("neg", r"under[\s-]*(?:review|revision|reviewed|consideration|submission)\b"),
-    ("neg", r"in[\s-]+(?:review|submission|revision|preparation)\b"),
-    ("neg", r"peer[\s-]*review"),
-    ("neg", r"(?:major|minor)\s+revisions?\b"),
-    ("neg", r"(?:prepared|intended|targeted)\s+(?:for|at)\b"),
-    ("neg", r"targeting\b"),
-    ("neg", r"for\s+(?:possible\s+)?(?:publication\s+)?consideration\b"),
-    ("neg", r"for\s+possible\s+publication\b"),
-    ("neg", r"rejected\b"),
-    ("neg", r"withdrawn\b"),
-    ("neg", r"extended\s+(?:and\s+\w+\s+)?(?:version|from|journal|paper|edition|work|variant|manuscript)s?\b"),
-    ("neg", r"extensions?\s+(?:of|to)\b"),
-    ("neg", r"extends\b"),
-    (
-        "neg",
-        r"(?:journal|conference|preliminary|previous|earlier|prior|short|shorter|initial|original|long|longer"
-        r"|expanded|early|workshop)\s+(?:version|extension)s?\b",
-    ),
-    ("neg", r"(?:preliminary|previous|earlier|prior|initial)\s+(?:work|paper|edition|conference\s+paper)s?\b"),
-    ("neg", r"previously\b"),
-    ("neg", r"builds?\s+(?:up)?on\b"),
-    ("neg", r"based\s+on\s+(?:our|the\s+paper)\b"),
-    ("neg", r"supersed\w*"),
-    ("neg", r"follow[\s-]*up\b"),
-    ("neg", r"reproducib\w*"),
-    ("neg", r"tech(?:nical)?\.?\s+reports?\b"),
-    ("neg", r"challenges?\b"),
-    ("neg", r"competitions?\b"),
-    ("neg", r"(?:first|second|third|fourth|fifth)\s+place\b"),
-    ("neg", r"top[\s-]*\d+\s+place\b"),
-    ("neg", r"\d+\s*(?:st|nd|rd|th)\s+place\b"),
-    ("neg", r"winn(?:er|ers|ing)\b"),
-    ("neg", r"champion\w*"),
-    ("neg", r"ranked\b"),
-    ("neg", r"runner[\s-]*up\b"),
-    ("neg", r"leaderboard\b"),
-    # pos: accepted, published, presented...
-    ("pos", r"(?:accept|accepts|acceptance|accetped|accepetd)\b"),
-    ("pos", r"ac+[aeiou]*[cp]+[aeiou]*t+[aeiou]*d\b"),  # accepted and its typos: aceepted, accpeted, acceptted
-    ("pos", r"published\b"),
-    ("pos", r"to\s+appear\b"),
-    ("pos", r"appear(?:s|ed|ing)?\s+(?:in|at|on)\b"),
-    ("pos", r"forthcoming\b"),
-    ("pos", r"presented\b"),
-    ("pos", r"presentations?\s+(?:at|in)\b"),
-    ("pos", r"in\s+press\b"),
-    ("pos", r"camera[\s-]*ready\b"),
-    ("pos", r"proceedings\b"),
-    ("pos", r"proc\b"),
-    ("pos", r"best\s+(?:\w+\s+)?paper\b"),
-    ("pos", r"awards?\b"),
-    ("pos", r"honou?rable\s+mention\b"),
+# (kind, pattern) from data/venue_cues.toml, on lower-cased text, each starting a word. At one position the
+# first listed pattern that matches wins, so the "null" phrases (that look like cues but are not) and the
+# negated forms come before the plain acceptance words.
+_CUE_TABLE: tuple[tuple[str, str], ...] = tuple(
+    (kind, pattern) for kind in ("null", "neg", "pos") for pattern in getattr(_RULES.cues, kind)
 )
 
 
@@ -877,26 +667,10 @@ def _year(text: str, m: _Mention, same: list[_Mention], span: tuple[int, int]) -
 
 
 # ---- tracks ----------------------------------------------------------------------------------------------
-# Tracks in order of precedence (a workshop paper presented as an oral is a workshop paper), as patterns on
-# lower-cased text. As for cues, one scan without capturing groups finds them, then each hit is classified.
-_TRACK_TABLE: tuple[tuple[str, str], ...] = (
-    ("workshop", r"workshops?\b|(?:cvpr|iccv|eccv|wacv|iclr|icml|neurips)-?w\b"),
-    ("datasets and benchmarks", r"datasets?\s*(?:and|&)\s*benchmarks?\b|d\s*&\s*b\b"),
-    ("findings", r"findings\b"),
-    ("tiny paper", r"tiny\s*papers?\b"),
-    ("special session", r"special\s+sessions?\b"),
-    ("demo", r"demo(?:nstration)?s?\s+(?:track|paper|session|program)s?\b|for\s+demonstrations?\b|(?<=\()demo\s*\)"),
-    (
-        "oral",
-        # not the mouth: dental and medical papers ("Clinical Oral Investigations", "oral cavity")
-        r"oral\b(?!\s+(?:cavity|health|surgery|diseases?|hygiene|and\s+maxillofacial|scans?|mucosa|cancer|medicine"
-        r"|radiology|microbio\w*|lesions?|images?|investigations|oncology|biology|rehabilitation|implantology"
-        r"|sciences?|pathology|care|tissues?))",
-    ),
-    ("spotlight", r"spotlights?\b"),
-    ("highlight", r"highlights?\b"),
-    ("poster", r"posters?\b"),
-)
+# Tracks from data/venue_cues.toml in order of precedence (a workshop paper presented as an oral is a
+# workshop paper), as patterns on lower-cased text. As for cues, one scan without capturing groups finds
+# them, then each hit is classified.
+_TRACK_TABLE: tuple[tuple[str, str], ...] = tuple((t.name, t.pattern) for t in _RULES.track)
 _TRACKS = re.compile(r"\b(?:" + _join([p for _name, p in _TRACK_TABLE]) + ")")
 _TRACK_KINDS = tuple((rank, name, re.compile(p)) for rank, (name, p) in enumerate(_TRACK_TABLE))
 
@@ -916,7 +690,7 @@ def _track(text: str, regions: list[tuple[int, int]], m: _Mention | None) -> str
         return min(found)[1]
     if m is None:
         return None
-    if m.entry.kind == "w":
+    if m.entry.kind == "workshop":
         return "workshop"
     if _DEMO_SUFFIX.match(text, m.tail):
         return "demo"
@@ -1074,7 +848,7 @@ def _venue_without_registry(text, segs, cues, mentions) -> Venue:
         name = _name_after(text, cue.end, min(nxt, seg[1]))
         if name is None:
             continue
-        at = _Mention(cue.end, cue.end, _Entry(name, "c"), False, tail=cue.end)
+        at = _Mention(cue.end, cue.end, _Entry(name, "conference"), False, tail=cue.end)
         span = (_span_start(seg, cue.start, cues), _span_end(seg, at, cues))
         regions = [span, *_neutral_regions(text, segs, cues, mentions)]
         return Venue(True, name, _year(text, at, [], span), _track(text, regions, None))
@@ -1084,7 +858,7 @@ def _venue_without_registry(text, segs, cues, mentions) -> Venue:
             continue
         hit = _bare_name(text, seg)
         if hit:
-            fake = _Mention(hit[1], hit[1], _Entry(hit[0], "c"), False, tail=hit[1])
+            fake = _Mention(hit[1], hit[1], _Entry(hit[0], "conference"), False, tail=hit[1])
             return Venue(True, hit[0], _year(text, fake, [], seg), _track(text, [seg], None))
     # A segment that is nothing but a title-case name and a year: "Cancer Heterogeneity and Plasticity, 2024".
     for seg in segs:

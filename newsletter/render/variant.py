@@ -16,6 +16,10 @@ Language modes
     badge, Chinese summary and takeaways AND the cut English abstract (not the Chinese translation: the summary
     already covers Chinese, and bytes are the scarce resource). Per-paper link labels are English.
 
+UI strings come from the catalogs in `newsletter/i18n` (one TOML file per language, table `[email]`), and the
+issue date is formatted by Babel for each catalog's locale. Every catalog is a language mode: one added for
+another language renders its UI strings, with the content rules of `en`.
+
 Every block is in the right language by its `lang` attribute (`en` / `zh-CN`): the root element has the mode's
 language (`en`, `zh-CN`, `zh-CN` for bilingual), each paper block is `lang="en"` (title, authors, abstract) with
 its Chinese blocks (summary, takeaways, Chinese abstract, zh labels) marked `zh-CN`, and in bilingual mode each
@@ -96,13 +100,14 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from newsletter.i18n import BILINGUAL, LANGUAGES, catalog
 from newsletter.records import Highlight, Issue, IssuePaper, TopicSection, Venue
 from newsletter.registry.topics import normalize_key, topic_names, topic_slug
 
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
-MODES = ("en", "zh", "bilingual")
+MODES = (*LANGUAGES, "bilingual")  # a language mode per UI catalog (newsletter/i18n), plus both at once
 
 PH_GREETING = "%%GREETING%%"
 PH_UNSUBSCRIBE_URL = "%%UNSUBSCRIBE_URL%%"
@@ -113,8 +118,8 @@ PLACEHOLDERS: dict[str, str] = {
     "PREFERENCES_URL": PH_PREFERENCES_URL,
 }
 
-_LANG_ATTR = {"en": "en", "zh": "zh-CN"}
-_ROOT_LANG = {"en": "en", "zh": "zh-CN", "bilingual": "zh-CN"}
+_LANG_ATTR = {lang: catalog(lang).html_lang for lang in LANGUAGES}
+_ROOT_LANG = {**_LANG_ATTR, "bilingual": _LANG_ATTR["zh"]}  # mostly Chinese text: CJK line breaking and fonts
 
 
 @dataclass(frozen=True)
@@ -192,84 +197,53 @@ def _inline_css(html: str) -> str:
 
 
 # ---- UI strings ------------------------------------------------------------------------------------------
+# The strings themselves are in the catalogs (newsletter/i18n/<lang>.toml, table [email]).
 
-_UI: dict[str, dict[str, str]] = {
-    "en": {
-        "now_accepted": "Now accepted",
-        "papers": "papers",
-        "topics": "topics",
-        "accepted": "accepted",
-        "more": "more",
-        "pdf": "PDF",
-        "abs": "arXiv",
-        "also_in": "Also in",
-        "topics_in": "Topics",
-        "n_more": "{n} more — read the full issue online",
-        "n_more_noarchive": "{n} more in this topic",
-        "period": "New on arXiv",
-        "empty": "No new papers in your topics in this period.",
-        "featured_now": "Featured on {date} — now accepted at {venue}",
-        "accepted_badge": "Accepted",
-        "unsubscribe": "Unsubscribe",
-        "preferences": "Preferences",
-        "archive": "Read online",
-        "footer": "You receive this because you subscribed to {site}.",
-        "disclaimer": "Chinese summaries are machine-generated upstream; check the paper before citing it.",
-        "contents": "Contents",
-        "abstract_zh": "Chinese abstract",
-        "greeting": "Hello,",
-        "greeting_name": "Hi {name},",
-        "et_al": "et al.",
-    },
-    "zh": {
-        "now_accepted": "新录用",
-        "papers": "篇论文",
-        "topics": "个方向",
-        "accepted": "篇录用",
-        "more": "更多",
-        "pdf": "PDF",
-        "abs": "arXiv",
-        "also_in": "另见",
-        "topics_in": "方向",
-        "n_more": "另有 {n} 篇 — 在线阅读完整一期",
-        "n_more_noarchive": "本方向另有 {n} 篇",
-        "period": "arXiv 新论文",
-        "empty": "本期您关注的方向没有新论文。",
-        "featured_now": "{date} 曾推送 — 现已被 {venue} 录用",
-        "accepted_badge": "已录用",
-        "unsubscribe": "退订",
-        "preferences": "订阅设置",
-        "archive": "在线阅读",
-        "footer": "您收到此邮件是因为订阅了{site_zh}。",
-        "disclaimer": "中文摘要由上游大模型生成，仅供初筛，引用前请阅读原文。",
-        "contents": "目录",
-        "abstract_zh": "中文摘要",
-        "greeting": "你好！",
-        "greeting_name": "{name}，你好！",
-        "et_al": "等",
-    },
-}
+
+def _langs(mode: str) -> tuple[str, ...]:
+    """The UI languages a mode shows, in order."""
+    return BILINGUAL if mode == "bilingual" else (mode,)
+
+
+def _ui_lang(mode: str) -> str:
+    """The one language of per-paper labels and the greeting: English in bilingual mode."""
+    return BILINGUAL[0] if mode == "bilingual" else mode
+
+
+def _site_name(opts: RenderOptions, lang: str) -> str:
+    return opts.site_name_zh if lang == "zh" else opts.site_name
 
 
 class _Tr:
     """UI strings for one mode: `t(key)` is Markup, both languages with lang spans in bilingual mode."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, opts: RenderOptions) -> None:
         self.mode = mode
+        self.sites = {lang: _site_name(opts, lang) for lang in LANGUAGES}
 
     def one(self, lang: str, key: str, **kw: Any) -> str:
-        return _UI[lang][key].format(**kw)
+        return _EMAIL_STRINGS[lang][key].format(site=self.sites[lang], **kw)
 
     def __call__(self, key: str, sep: str = " · ", **kw: Any) -> Markup:
         if self.mode != "bilingual":
             return escape(self.one(self.mode, key, **kw))
-        en, zh = escape(self.one("en", key, **kw)), escape(self.one("zh", key, **kw))
-        return Markup('<span lang="en">{}</span>{}<span lang="zh-CN">{}</span>').format(en, sep, zh)
+        (a, b) = BILINGUAL
+        # Joined by hand: Markup.format escapes through a Formatter and costs ~5x more, once per paper.
+        return Markup(
+            f'<span lang="{_LANG_ESC[a]}">{escape(self.one(a, key, **kw))}</span>{escape(sep)}'
+            f'<span lang="{_LANG_ESC[b]}">{escape(self.one(b, key, **kw))}</span>'
+        )
 
     def text(self, key: str, sep: str = " / ", **kw: Any) -> str:
-        if self.mode != "bilingual":
-            return self.one(self.mode, key, **kw)
-        return self.one("en", key, **kw) + sep + self.one("zh", key, **kw)
+        return sep.join(self.one(lang, key, **kw) for lang in _langs(self.mode))
+
+
+# The [email] table of each catalog ("et_al" -> "et al."), and each language's lang attribute, escaped.
+_EMAIL_STRINGS = {
+    lang: {k.removeprefix("email."): v for k, v in catalog(lang).strings.items() if k.startswith("email.")}
+    for lang in LANGUAGES
+}
+_LANG_ESC = {lang: escape(attr) for lang, attr in _LANG_ATTR.items()}
 
 
 # ---- text helpers ----------------------------------------------------------------------------------------
@@ -412,6 +386,8 @@ class PaperView:
     abstract_zh: str | None = None  # archive only: the full Chinese translation
     tags: list[str] = field(default_factory=list)
     tags_label: str = ""
+    label_colon: str = ": "  # between tags_label and the tags
+    list_separator: str = ", "  # between tags
     links_lang: str = "en"
     pdf_label: str = "PDF"
     anchor: str | None = None  # archive only
@@ -447,11 +423,12 @@ def _track(track: str) -> str:
     return " ".join(w if (i and w in _SMALL_WORDS) or not w.islower() else w.capitalize() for i, w in enumerate(words))
 
 
-def venue_badge(venue: Venue, accepted_label: str = "Accepted") -> str | None:
-    """'NeurIPS 2024 · Oral'; 'Accepted' when the venue is unknown; None when not accepted."""
+def venue_badge(venue: Venue, accepted_label: str | None = None) -> str | None:
+    """'NeurIPS 2024 · Oral'; 'Accepted' (or `accepted_label`) when the venue is unknown; None when not accepted."""
     if not venue.accepted:
         return None
-    head = " ".join(x for x in (_clean(venue.venue), str(venue.year or "")) if x) or accepted_label
+    head = " ".join(x for x in (_clean(venue.venue), str(venue.year or "")) if x)
+    head = head or accepted_label or catalog("en")("email.accepted_badge")
     return f"{head} · {_track(venue.track)}" if venue.track else head
 
 
@@ -477,11 +454,11 @@ def paper_view(
     archive: bool = False,
 ) -> PaperView:
     """The per-mode content of one paper (see the module docstring). `archive` shows everything, uncut."""
-    tr = _Tr(mode)
-    ui = "zh" if mode == "zh" else "en"  # per-paper labels: English in bilingual mode
+    tr = _Tr(mode, opts)
+    ui = _ui_lang(mode)  # per-paper labels: English in bilingual mode
     abs_url, pdf_url = _links(p)
     view = PaperView(
-        title=_clean(p.title) or "(untitled)",
+        title=_clean(p.title) or tr.one(ui, "untitled"),
         abs_url=abs_url,
         pdf_url=pdf_url,
         authors=_authors(p.authors, opts.max_authors, tr.one(ui, "et_al")),
@@ -490,10 +467,13 @@ def paper_view(
         links_lang=_LANG_ATTR[ui],
         tags=_tags(p, context_topic, ui),
         tags_label=tr.one(ui, "also_in" if context_topic else "topics_in"),
+        label_colon=tr.one(ui, "label_colon"),
+        list_separator=tr.one(ui, "list_separator"),
+        pdf_label=tr.one(ui, "pdf"),
     )
     summary, takeaways = _clean(p.summary_zh) or None, [_clean(t) for t in p.takeaways if _clean(t)]
     english = _clean(p.abstract)
-    show_zh = mode != "en" or not english or archive
+    show_zh = mode in ("zh", "bilingual") or not english or archive  # upstream writes these only in Chinese
     if show_zh:
         view.summary, view.takeaways = summary, takeaways
     translated = _clean(p.abstract_zh)
@@ -502,7 +482,7 @@ def paper_view(
         view.abstract, view.abstract_zh = english or None, translated or None
     elif source:
         view.abstract, cut = cut_sentences(source, opts.abstract_sentences, opts.abstract_max_chars)
-        view.more_label = _UI["zh" if _is_cjk(source) else "en"]["more"] if cut and abs_url else None
+        view.more_label = tr.one("zh" if _is_cjk(source) else "en", "more") if cut and abs_url else None
     view.abstract_lang = "zh-CN" if view.abstract and _is_cjk(view.abstract) else "en"
     return view
 
@@ -629,15 +609,10 @@ def _archive_url(issue: Issue, opts: RenderOptions) -> str:
 
 # ---- header / subject ------------------------------------------------------------------------------------
 
-_WEEKDAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-              "October", "November", "December")  # fmt: skip
-
 
 def _date_title(d: date, lang: str) -> str:
-    if lang == "zh":
-        return f"{d.year}年{d.month}月{d.day}日 星期{'一二三四五六日'[d.weekday()]}"
-    return f"{_WEEKDAYS_EN[d.weekday()]}, {d.day} {_MONTHS_EN[d.month - 1]} {d.year}"
+    """The issue date in headings, formatted by Babel for the language's locale."""
+    return catalog(lang).date(d)
 
 
 def _period(start: str, end: str) -> str:
@@ -656,34 +631,34 @@ def _period(start: str, end: str) -> str:
 
 
 def _counts_phrase(lang: str, n_papers: int, n_accepted: int) -> str:
-    if lang == "zh":
-        return f"{n_papers} 篇论文" + (f"，{n_accepted} 篇录用" if n_accepted else "")
-    words = f"{n_papers} paper{'s' if n_papers != 1 else ''}"
-    return words + (f", {n_accepted} accepted" if n_accepted else "")
+    ui = catalog(lang)
+    return ui.plural("email.count_papers", n_papers) + (ui("email.count_accepted", n=n_accepted) if n_accepted else "")
 
 
 def make_subject(issue: Issue, mode: str, opts: RenderOptions, n_papers: int, n_accepted: int) -> str:
-    day = issue.issue_date.isoformat()
-    en = f"{opts.site_name} {day} · {_counts_phrase('en', n_papers, n_accepted)}"
-    zh = f"{opts.site_name_zh} {day} · {_counts_phrase('zh', n_papers, n_accepted)}"
-    if mode == "bilingual":
-        return f"{en} | {opts.site_name_zh} · {_counts_phrase('zh', n_papers, n_accepted)}"
-    return zh if mode == "zh" else en
+    first, *rest = _langs(mode)
+    counts = _counts_phrase(first, n_papers, n_accepted)
+    subject = catalog(first)(
+        "email.subject", site=_site_name(opts, first), date=issue.issue_date.isoformat(), counts=counts
+    )
+    for lang in rest:  # bilingual: "... | 论文速递 · 63 篇论文，4 篇录用"
+        counts = _counts_phrase(lang, n_papers, n_accepted)
+        subject += " | " + catalog(lang)("email.subject_second", site=_site_name(opts, lang), counts=counts)
+    return subject
 
 
 def _preheader(plan: _Plan, mode: str) -> str:
     """Inbox preview line: the counts, then the first acceptances."""
     n_topics = len(plan.sections)
-    parts = []
-    if mode in ("en", "bilingual"):
-        parts.append(f"{plan.n_papers} new papers across {n_topics} topics.")
-    if mode in ("zh", "bilingual"):
-        parts.append(f"{plan.n_papers} 篇新论文，{n_topics} 个方向。")
+    parts = [
+        catalog(lang)("email.preheader_counts", n_papers=plan.n_papers, n_topics=n_topics) for lang in _langs(mode)
+    ]
+    ui = catalog(_ui_lang(mode))
     for h in plan.highlights[:2]:
         badge = venue_badge(h.venue) or ""
         title = _clean(h.paper.title)
         title = title if len(title) <= 70 else title[:68].rstrip() + "…"
-        parts.append(f"新录用：{title}（{badge}）" if mode == "zh" else f"Now accepted: {title} ({badge})")
+        parts.append(ui("email.preheader_accepted", title=title, badge=badge))
     return " ".join(parts)
 
 
@@ -700,9 +675,9 @@ def _check_mode(lang: str) -> str:
 def _highlight_note(h: Highlight, mode: str) -> str | None:
     if not h.previously_featured:
         return None
-    ui = "zh" if mode == "zh" else "en"
-    venue = venue_badge(h.venue, _UI[ui]["accepted_badge"]) or _UI[ui]["accepted_badge"]
-    return _UI[ui]["featured_now"].format(date=h.paper.first_post_date.isoformat(), venue=venue)
+    ui = catalog(_ui_lang(mode))
+    venue = venue_badge(h.venue, ui("email.accepted_badge")) or ui("email.accepted_badge")
+    return ui("email.featured_now", date=h.paper.first_post_date.isoformat(), venue=venue)
 
 
 def _highlight_views(plan: _Plan, mode: str, opts: RenderOptions, archive: bool) -> list[PaperView]:
@@ -718,18 +693,18 @@ def _section_heading(sec: _Section) -> dict[str, Any]:
 
 
 def _common_ctx(issue: Issue, plan: _Plan, mode: str, opts: RenderOptions) -> dict[str, Any]:
-    tr = _Tr(mode)
     return {
         "mode": mode,
-        "t": tr,
+        "t": _Tr(mode, opts),
         "root_lang": _ROOT_LANG[mode],
         "ui_lang": _LANG_ATTR.get(mode),  # None in bilingual mode: its UI strings carry their own spans
         "lang_attr": _LANG_ATTR,
-        "site_name": opts.site_name,
-        "site_name_zh": opts.site_name_zh,
+        # Site name and date in each language of the mode, for the header.
+        "heads": [
+            {"lang": _LANG_ATTR[lang], "site": _site_name(opts, lang), "date": _date_title(issue.issue_date, lang)}
+            for lang in _langs(mode)
+        ],
         "date_iso": issue.issue_date.isoformat(),
-        "date_en": _date_title(issue.issue_date, "en"),
-        "date_zh": _date_title(issue.issue_date, "zh"),
         "period": _period(issue.period_start, issue.period_end),
         "n_papers": plan.n_papers,
         "n_topics": len(plan.sections),
@@ -942,9 +917,9 @@ def render_archive(issue: Issue, opts: RenderOptions | None = None) -> str:
 
 def greeting(lang: str, name: str | None = None) -> str:
     """'Hi Ada,' / 'Ada，你好！'; the generic form without a name. Bilingual mode greets in English."""
-    ui = "zh" if _check_mode(lang) == "zh" else "en"
+    ui = catalog(_ui_lang(_check_mode(lang)))
     name = _clean(name)
-    return _UI[ui]["greeting_name"].format(name=name) if name else _UI[ui]["greeting"]
+    return ui("email.greeting_name", name=name) if name else ui("email.greeting")
 
 
 def personalize(variant: RenderedVariant, values: dict[str, str]) -> tuple[str, str]:

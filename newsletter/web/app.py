@@ -37,6 +37,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.db.models import Subscriber
 from newsletter.deliver import subscribers, tokens
+from newsletter.i18n import BILINGUAL, catalog
 from newsletter.registry.topics import known_topics, normalize_key, topic_names
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def _make_web(settings: Settings, templates_dir: Path) -> _Web:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["page_langs"] = [catalog(lang) for lang in BILINGUAL]  # UI strings: templates/web/_macros.html.j2
     css = env.get_template("_style.css.j2").render().strip()
     # The one inline stylesheet is allowed by its hash: no 'unsafe-inline', no nonce plumbing.
     digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
@@ -240,13 +242,13 @@ def _preferences_page(web: _Web, token: str) -> HTMLResponse:
         return web.page("preferences.html.j2", **_preferences_ctx(sub))
 
 
-def _form_error(form: dict[str, list[str]], allowed: set[str]) -> tuple[str, str] | None:
-    """(English, Chinese) message when the submitted form cannot be saved as it is."""
+def _form_error(form: dict[str, list[str]], allowed: set[str]) -> str | None:
+    """The catalog key ([web] table) of the message when the submitted form cannot be saved as it is."""
     language = form.get("language", [""])[0]
     if language not in subscribers.LANGUAGES:
-        return ("Please choose a language.", "请选择语言。")
+        return "error_language"
     if form.get("scope", [""])[0] != "all" and not [t for t in form.get("topic", []) if t in allowed]:
-        return ("Tick at least one topic, or choose “All topics”.", "请至少勾选一个方向，或选择“全部方向”。")
+        return "error_topics"
     return None
 
 
