@@ -403,7 +403,7 @@ def test_real_corpus_date(tmp_path, airflow_db):
     if not snapshot.is_file():
         pytest.skip(f"corpus snapshot {snapshot.name} not found")
     env = _env(tmp_path, airflow_db, _write_config(tmp_path, SAMPLE_SOURCES))
-    cli = [sys.executable, "-m", "newsletter.cli", "ingest", "--file", str(snapshot)]
+    cli = [sys.executable, "-m", "newsletter", "ingest", "--file", str(snapshot)]  # PYTHONPATH: this checkout
     proc = subprocess.run(cli, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

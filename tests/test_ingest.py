@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from newsletter import cli
+from newsletter.cli.store import print_reports
 from newsletter.config import SAMPLE_DIR, Source
 from newsletter.db import session_scope
 from newsletter.db.models import AcceptanceEvent, FetchLog, Paper, Sighting
 from newsletter.pipeline.ingest import ingest, ingest_file, replay
 from newsletter.store.query import PaperFilter, find_papers, paper_record
+from tests.cli_runner import invoke
+from tests.conftest import ROOT
 from tests.httpserver import Server, slow
 
 SAMPLE_FEED = SAMPLE_DIR / "feed.xml"
@@ -100,8 +102,8 @@ def test_unreachable_source_fails_alone(sqlite_settings, route, expected, capsys
         reports = ingest(replace(sqlite_settings, sources=sources, fetch=fast))
         assert reports[0].failed and expected in reports[0].error and reports[0].source == "broken"
         assert all(r.status == "ok" for r in reports[1:])
-        code = cli._print_reports(reports)
-    assert code == 1
+        failed = print_reports(reports)
+    assert failed is True
     assert "source broken failed" in capsys.readouterr().err
     assert len(store_snapshot(sqlite_settings.database_url)) == SAMPLE_PAPERS
 
@@ -143,20 +145,22 @@ def test_feed_declaring_wrong_encoding_still_ingests(sqlite_settings, tmp_path):
     assert report.stats.papers_new > 0
 
 
-def test_cli_papers_jsonl_and_venues(sqlite_settings, capsys, monkeypatch):
+def test_cli_papers_jsonl_and_venues(sqlite_settings):
     ingest(sqlite_settings)
-    monkeypatch.setattr(cli, "load_settings", lambda _path=None: sqlite_settings)
-    assert cli.main(["papers", "--format", "jsonl"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    env = {"NEWSLETTER_CONFIG": str(ROOT / "newsletter.toml"), "NEWSLETTER_DATABASE_URL": sqlite_settings.database_url}
+    result = invoke("papers", "--format", "jsonl", **env)
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == SAMPLE_PAPERS
     assert {"arxiv_id", "title", "authors", "topics", "first_seen", "venue", "sightings"} <= set(lines[0])
-    assert cli.main(["papers", "--format", "jsonl", "--venue", "cvpr"]) == 0
-    cvpr = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    result = invoke("papers", "--format", "jsonl", "--venue", "cvpr", **env)
+    assert result.exit_code == 0
+    cvpr = [json.loads(line) for line in result.stdout.splitlines()]
     # The main conference and a workshop hosted by it (venue = host conference, track = workshop).
     assert {(p["arxiv_id"], p["venue"]["track"]) for p in cvpr} == {("2611.10421", None), ("2611.13013", "workshop")}
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Accepted by NeurIPS 2024\nSubmitted to CVPR 2025\n"))
-    assert cli.main(["venues"]) == 0
-    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    result = invoke("venues", input="Accepted by NeurIPS 2024\nSubmitted to CVPR 2025\n")
+    assert result.exit_code == 0
+    out = [json.loads(line) for line in result.stdout.splitlines()]
     assert out[0]["accepted"] and out[0]["venue"] == "NeurIPS" and not out[1]["accepted"]
 
 

@@ -1,0 +1,96 @@
+"""Commands over one day's issue: build, archive, preview. A day without an issue exits 3."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import click
+
+from newsletter.cli.options import (
+    NO_ISSUE,
+    GreedyOption,
+    command,
+    date_option,
+    exit_status,
+    language_option,
+    out_option,
+    pass_settings,
+)
+from newsletter.config import Settings
+from newsletter.pipeline import admin
+from newsletter.records import VariantSpec
+
+
+def _kb(path: Path) -> str:
+    return f"{path.stat().st_size / 1024:.1f} KB"
+
+
+@command()
+@date_option()
+@pass_settings
+def build(settings: Settings, day: date | None) -> None:
+    """Build (or rebuild identically) a day's issue.
+
+    The issue is stored with a content hash. A day with nothing new and no acceptance has no issue: exit status 0,
+    or 3 with `[issue] empty_ok = false`.
+
+    \b
+    Example:
+      newsletter build --date 2024-12-05
+    """
+    try:
+        issue = admin.issue_for(settings, day)
+    except admin.NoIssue as exc:
+        click.echo(str(exc), err=True)
+        if not admin.empty_issue_ok(settings):
+            exit_status(NO_ISSUE)
+        return
+    click.echo(
+        f"issue {issue.issue_id} for {issue.issue_date}: {issue.n_papers} papers in {len(issue.sections)} topics, "
+        f"{len(issue.highlights)} acceptance highlights (hash {issue.content_hash[:12]})"
+    )
+
+
+@command()
+@date_option()
+@out_option("Folder (default: [web] archive_dir, what `serve` publishes).")
+@pass_settings
+def archive(settings: Settings, day: date | None, folder: str | None) -> None:
+    """Write the web archive page of an issue.
+
+    The page is bilingual and complete. Exit status 3 when the day has no issue.
+
+    \b
+    Example:
+      newsletter archive --date 2024-12-05
+    """
+    path = admin.write_archive(settings, day, folder)
+    click.echo(f"archive page: {path} ({_kb(path)})")
+
+
+@command()
+@date_option()
+@language_option("--lang", default="bilingual", help="Language mode of the variant.")
+@click.option("--topics", cls=GreedyOption, metavar="TOPIC...", help="Topic selection (default: all).")
+@out_option("Folder (default: var/preview).")
+@pass_settings
+def preview(settings: Settings, day: date | None, lang: str, topics: tuple[str, ...], folder: str | None) -> None:
+    """Write an issue's parts and .eml exactly as sent.
+
+    Writes the HTML part, the text part and the whole message of one variant, with their sizes. Exit status 3 when
+    the day has no issue.
+
+    \b
+    Example:
+      newsletter preview --date 2024-12-05 --lang zh --topics 3DGS NeRF --out /tmp/p
+    """
+    spec = VariantSpec(lang, frozenset(topics) if topics else None)
+    shown = admin.write_preview(settings, day, spec, folder or "var/preview")
+    click.echo(f"subject: {shown.subject}")
+    for kind, path in shown.paths.items():
+        click.echo(f"{kind}: {path} ({_kb(path)})")
+    click.echo(
+        f"html part as sent (base64): {shown.html_encoded_size / 1024:.1f} KB; "
+        f"{shown.n_full} papers in full, {shown.n_listed} listed by title"
+    )

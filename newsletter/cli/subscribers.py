@@ -1,0 +1,139 @@
+"""`newsletter subscribers`: import, add, set, remove, list."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli.options import Group, language_option, out, pass_settings, status_option, table, warn
+from newsletter.config import Settings
+from newsletter.db.models import Subscriber
+from newsletter.pipeline import admin
+
+TOPICS_HELP = "';'-separated topics, e.g. \"3DGS;NeRF\" (default: all)."
+
+
+def _describe(sub: Subscriber) -> str:
+    return f"{sub.language}, topics: {', '.join(sub.topics or ['all'])}"
+
+
+@click.group(cls=Group)
+def subscribers() -> None:
+    """Manage subscribers.
+
+    Import a CSV, add, change, remove, list. An import never resubscribes someone who unsubscribed, bounced or
+    complained; `set --status active` does.
+
+    \b
+    Examples:
+      newsletter subscribers import people.csv
+      newsletter subscribers add ada@example.org --name Ada --language zh --topics "3DGS;NeRF"
+      newsletter subscribers list --status active
+    """
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@pass_settings
+def import_(settings: Settings, file: str) -> None:
+    """Import FILE, a UTF-8 CSV with columns email,name,language,topics (topics ';'-separated, empty = all).
+
+    Every rejected row is reported with its line number and reason; the rest is imported. Re-importing the
+    same file changes nothing.
+
+    \b
+    Example:
+      newsletter subscribers import people.csv
+    """
+    report = admin.import_subscribers(settings, file)
+    click.echo(
+        f"import: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{len(report.kept_out)} kept out, {len(report.rejected)} rejected"
+    )
+    for line in report.kept_out:
+        warn("kept out", line)
+    for line in report.rejected:
+        warn("rejected", line, style="red")
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--name", default="", help="Display name, used in the greeting.")
+@language_option(default="bilingual")
+@click.option("--topics", help=TOPICS_HELP)
+@pass_settings
+def add(settings: Settings, email: str, name: str, language: str, topics: str | None) -> None:
+    """Subscribe EMAIL (refused when the address is already known: use `set`).
+
+    \b
+    Example:
+      newsletter subscribers add ada@example.org --name Ada --language zh --topics "3DGS;NeRF"
+    """
+    sub = admin.add_subscriber(settings, email, name, language, topics)
+    click.echo(f"added {sub.email} ({_describe(sub)})")
+
+
+@subscribers.command("set")
+@click.argument("email")
+@click.option("--name", help="Display name.")
+@language_option()
+@click.option("--topics", help="';'-separated topics.")
+@click.option("--all-topics", is_flag=True, help="Every topic.")
+@status_option("Set the status (an operator's override, e.g. `active` after a bounce was fixed).")
+@pass_settings
+def set_(
+    settings: Settings,
+    email: str,
+    name: str | None,
+    language: str | None,
+    topics: str | None,
+    all_topics: bool,
+    status: str | None,
+) -> None:
+    """Change a subscriber's name, language, topics or status.
+
+    \b
+    Examples:
+      newsletter subscribers set ada@example.org --language en
+      newsletter subscribers set ada@example.org --status active
+    """
+    sub = admin.change_subscriber(
+        settings, email, name=name, language=language, topics=topics, all_topics=all_topics, status=status
+    )
+    click.echo(f"{sub.email}: {sub.status}, {_describe(sub)}")
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--purge", is_flag=True, help="Delete the row instead (an import could then add them again).")
+@pass_settings
+def remove(settings: Settings, email: str, purge: bool) -> None:
+    """Unsubscribe EMAIL; the row is kept, so imports never re-add them.
+
+    \b
+    Example:
+      newsletter subscribers remove ada@example.org
+    """
+    sub = admin.remove_subscriber(settings, email, purge)
+    click.echo(f"{'deleted' if purge else 'unsubscribed'} {sub.email}")
+
+
+@subscribers.command("list")
+@status_option("Only subscribers with this status.")
+@pass_settings
+def list_(settings: Settings, status: str | None) -> None:
+    """List subscribers by address, then a count line (`N subscribers`).
+
+    \b
+    Example:
+      newsletter subscribers list --status active
+    """
+    rows = admin.list_subscribers(settings, status)
+    columns = ("email", "name", "language", "topics", "status")
+    out.print(
+        table(
+            "subscribers",
+            columns,
+            [(s.email, s.name, s.language, ", ".join(s.topics or ["all"]), s.status) for s in rows],
+        )
+    )
+    click.echo(f"{len(rows)} subscribers")
