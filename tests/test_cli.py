@@ -285,7 +285,12 @@ def _closed_port() -> int:
             1,
             "database error: connection failed: ",
         ),
-        (["papers"], {"NEWSLETTER_DATABASE_URL": "not a url"}, 2, "config error: NEWSLETTER_DATABASE_URL: not a database URL"),
+        (
+            ["papers"],
+            {"NEWSLETTER_DATABASE_URL": "not a url"},
+            2,
+            "config error: NEWSLETTER_DATABASE_URL: not a database URL",
+        ),
         (
             ["papers"],
             {"NEWSLETTER_DATABASE_URL": "nosuch://u:secret@h/db"},

@@ -39,7 +39,9 @@ from newsletter.store.record import IngestStats
 @command()
 @source_option("Only this configured source (with --file: the source name to log).")
 @click.option("--file", "files", cls=GreedyOption, metavar="FILE...", help="Ingest local file(s); kind guessed.")
-@click.option("--kind", type=click.Choice([str(k) for k in KINDS]), help="With --file: the kind, instead of guessing it.")
+@click.option(
+    "--kind", type=click.Choice([str(k) for k in KINDS]), help="With --file: the kind, instead of guessing it."
+)
 @click.option("--replay", is_flag=True, help="Re-parse archived payloads, no network.")
 @since_until(Instant(), "With --replay: fetched at or after (ISO date/time).", "With --replay: fetched before.")
 @pass_settings
