@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -243,6 +244,24 @@ def test_a_dropped_connection_requeues_the_message_and_reconnects(settings):  # 
     assert drops >= 5 and report.requeued == drops and report.reconnects >= drops
     assert report.sent == 30 and report.ok
     assert {status for status, _ in ledger(settings.database_url, issue_id).values()} == {"sent"}
+
+
+def test_an_unreachable_server_is_retried_then_stops_the_run_with_nothing_lost(settings):
+    settings = with_delivery(settings, reconnect_tries=2)
+    issue_id, _ = prepared(settings, 6)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = parse_smtp_url(f"smtp://127.0.0.1:{probe.getsockname()[1]}")
+    tried: list[int] = []
+
+    def factory():
+        tried.append(1)
+        return SmtpTransport(closed)
+
+    report = send_issue(settings, issue_id, variants_for(settings.database_url, issue_id), factory)
+    assert len(tried) == 3 and report.reconnects == 2
+    assert report.stopped.startswith("cannot connect after 3 tries: disconnected at connect")
+    assert report.sent == 0 and {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
 
 
 def test_451_is_retried_later_in_the_same_run(settings):  # (b)

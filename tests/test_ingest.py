@@ -273,6 +273,34 @@ def test_payload_not_stored_is_fetched_again_not_skipped_as_304(settings, monkey
     assert conditional == [False, False, True]
 
 
+@pytest.mark.parametrize(("races", "stored"), [(2, True), (3, False)])
+def test_a_unique_key_race_is_retried_then_reported(settings, monkeypatch, races, stored):
+    """An IntegrityError (another ingest inserted the same paper first) rolls back and is retried, at most 3
+    tries in all; when every try loses, the payload is reported with the database's reason."""
+    from sqlalchemy.exc import IntegrityError
+
+    import newsletter.pipeline.ingest as ingest_module
+
+    real, calls = ingest_module.record_posts, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        stats = real(*args, **kwargs)  # written, then rolled back by the error below
+        if len(calls) <= races:
+            raise IntegrityError("INSERT INTO papers", {}, Exception("UNIQUE constraint failed: papers.arxiv_id"))
+        return stats
+
+    monkeypatch.setattr(ingest_module, "record_posts", racing)
+    report = ingest_file(settings, SAMPLE_FEED, kind="feed")
+    assert len(calls) == min(races + 1, 3)
+    if stored:
+        assert report.status == "ok" and report.stats.papers_new == 7
+        assert len(store_snapshot(settings.database_url)) == 7
+    else:
+        assert report.failed and "UNIQUE constraint failed" in report.error
+        assert store_snapshot(settings.database_url) == []
+
+
 def test_concurrent_ingests_of_overlapping_payloads_lose_nothing(settings):
     """Two ingests racing to insert the same new papers (two DAGs, mapped tasks) both end up stored."""
     import threading
