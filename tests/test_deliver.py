@@ -547,6 +547,18 @@ def test_workers_option_runs_parallel_senders_on_postgresql(pg_settings):
         assert len(set(s.scalars(select(Delivery.worker)))) > 1
 
 
+def test_a_crash_in_one_sender_thread_is_raised_not_swallowed(pg_settings):
+    settings = with_delivery(pg_settings, batch_size=3)
+    issue_id, _ = prepared(settings, 12)
+
+    def broken():
+        raise RuntimeError("factory bug")
+
+    with pytest.raises(RuntimeError, match="factory bug"):
+        send_issue(settings, issue_id, variants_for(settings.database_url, issue_id), broken, workers=3)
+    assert {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}  # claims released
+
+
 # ---- transport configuration -----------------------------------------------------------------------------
 
 

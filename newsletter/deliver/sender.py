@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -464,25 +464,12 @@ def send_issue(
 
 
 def _run_threads(senders: list[_Sender], worker: str) -> SendReport:
-    reports: list[SendReport] = []
-    errors: list[BaseException] = []
-
-    def run(sender: _Sender) -> None:
-        try:
-            reports.append(sender.run())
-        except BaseException as exc:  # re-raised below: a thread must not swallow it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(s,), name=s.worker) for s in senders]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    """Each sender in its own thread; their reports merged. A sender's exception is re-raised here."""
+    with ThreadPoolExecutor(max_workers=len(senders), thread_name_prefix=worker) as pool:
+        futures = [pool.submit(sender.run) for sender in senders]
     total = SendReport(senders[0].issue_id, worker)
-    for r in reports:
-        total.merge(r)
+    for future in futures:  # all have finished: leaving the `with` waited for them
+        total.merge(future.result())
     return total
 
 
