@@ -135,6 +135,18 @@ def test_wrong_encoding_is_read_with_a_warning(sqlite_settings, tmp_path):
     assert "LipSync-Zero: Zero-Shot Talking Heads with Audio-Visual Tokens" in titles
 
 
+def test_broken_front_matter_rejects_the_post_with_the_file_named(sqlite_settings, tmp_path):
+    """A sample post with a broken tag list (a hand-written reader stored it under "- Talking Head Generation")."""
+    md = next((SAMPLE_DIR / "markdown").iterdir())
+    text = md.read_text(encoding="utf-8")
+    broken = tmp_path / md.name
+    broken.write_text(text.replace("    - Talking", "    - - Talking", 1), encoding="utf-8")
+    assert broken.read_text(encoding="utf-8") != text
+    report = ingest_file(sqlite_settings, broken, source="posts")
+    assert report.failed and f"posts: {md.name}: could not be ingested: {md.name}: front matter" in report.error
+    assert store_snapshot(sqlite_settings.database_url) == []
+
+
 def test_feed_declaring_wrong_encoding_still_ingests(sqlite_settings, tmp_path):
     data = SAMPLE_FEED.read_bytes().replace(b'encoding="utf-8"', b'encoding="iso-8859-1"', 1)
     bad = tmp_path / "latin1.xml"
