@@ -7,6 +7,7 @@ once, a rejected address never, and after a SIGKILL at most one duplicate per ki
 from __future__ import annotations
 
 import json
+import mailbox
 import os
 import signal
 import socket
@@ -40,6 +41,7 @@ from newsletter.deliver.transport import (
     OutboxTransport,
     SmtpConfig,
     SmtpTransport,
+    TransportError,
     _may_need_dot_stuffing,
     parse_smtp_url,
     smtp_config,
@@ -390,10 +392,10 @@ def test_test_recipient_gets_one_copy_outside_the_ledger(settings):
     assert {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
 
 
-def test_outbox_writes_parseable_eml_files(settings, tmp_path):
+def test_outbox_is_a_maildir_of_parseable_messages(settings, tmp_path):
     settings = with_delivery(settings)
     issue_id, emails = prepared(settings, 7)
-    outbox = tmp_path / "outbox"
+    outbox = tmp_path / "var" / "outbox"  # parents are created too
     report = send_issue(
         settings, issue_id, variants_for(settings.database_url, issue_id), lambda: OutboxTransport(outbox)
     )
@@ -402,8 +404,7 @@ def test_outbox_writes_parseable_eml_files(settings, tmp_path):
     assert len(files) == 7 and not list((outbox / "tmp").iterdir())
     seen = []
     for path in files:
-        assert path.suffix == ".eml"
-        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        msg = message_from_bytes(path.read_bytes(), policy=policy.default)  # each file is one message
         assert (
             msg.get_content_type() == "multipart/alternative"
             and msg["Delivered-To"] == msg["To"].addresses[0].addr_spec
@@ -411,6 +412,19 @@ def test_outbox_writes_parseable_eml_files(settings, tmp_path):
         assert "论文速递" in msg.get_body(("plain",)).get_content()
         seen.append(msg["To"].addresses[0].addr_spec)
     assert sorted(seen) == sorted(emails)
+    box = mailbox.Maildir(outbox, create=False)  # what a mail client sees
+    assert sorted(m["Delivered-To"] for m in box) == sorted(emails)
+
+
+def test_outbox_keeps_the_bytes_and_reports_an_unusable_folder(tmp_path):
+    msg = b"Subject: x\r\n\r\n.leading dot\r\nFrom the start\r\nno final line break"
+    with OutboxTransport(tmp_path / "outbox") as outbox:
+        outbox.send("d@example.org", "a@example.org", msg)
+    [path] = (tmp_path / "outbox" / "new").iterdir()
+    assert path.read_bytes() == b"Return-Path: <d@example.org>\r\nDelivered-To: a@example.org\r\n" + msg
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(TransportError, match="outbox"):
+        OutboxTransport(tmp_path / "file" / "outbox").open()
 
 
 def test_send_date_dry_run_test_copy_then_real_send(settings):
