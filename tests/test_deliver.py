@@ -10,6 +10,7 @@ import json
 import mailbox
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from newsletter.deliver.ledger import (
     recover_stale,
     variant_key,
 )
+from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
 from newsletter.deliver.sender import send_issue, send_test
 from newsletter.deliver.transport import (
     OutboxTransport,
@@ -636,6 +638,34 @@ def test_smtp_transport_reports_failures_by_kind():
         t.send("d@example.org", "t@example.org", msg)  # the connection survives RCPT failures
         assert server.counts() == {"ok@example.org": 1, "t@example.org": 1}
         assert b"\r\n.leading dot line" in server.handler.received[0].data  # dot-stuffing round trip
+
+
+def test_fast_data_path_delivers_what_smtplib_delivers():
+    """`_FastData` skips smtplib's dot-stuffing regex when no line starts with ".": the server must receive
+    exactly what stock `smtplib.SMTP.sendmail` delivers, for our real messages (fast path) and for messages
+    that need stuffing or lack a final line break (smtplib's own path)."""
+    template = MessageTemplate.build(hand_variant("zh|"), MessageSettings(), 1, DAY.isoformat())
+    real = assemble(template, Person(7, "ada@example.org", "Ada"))
+    assert not _may_need_dot_stuffing(real)  # takes the fast path
+    messages = [
+        real,
+        real.removesuffix(b"\r\n"),  # no final line break
+        b"Subject: x\r\n\r\n.leading dot\r\n..two dots\r\nend.\r\n.\r\n",
+        b"Subject: y\r\n\r\nno dots at all",
+    ]
+    with SmtpServer() as server:
+        cfg = parse_smtp_url(server.url)
+        with SmtpTransport(cfg) as ours:
+            for msg in messages:
+                ours.send("d@example.org", "fast@example.org", msg)
+        with smtplib.SMTP(cfg.host, cfg.port, timeout=10) as stock:
+            for msg in messages:
+                stock.sendmail("d@example.org", ["stock@example.org"], msg)
+        received = server.handler.received
+    fast = [r.data for r in received if r.rcpt_tos == ["fast@example.org"]]
+    stdlib = [r.data for r in received if r.rcpt_tos == ["stock@example.org"]]
+    assert len(fast) == len(stdlib) == len(messages) and fast == stdlib
+    assert fast[0] == real  # nothing added, nothing lost
 
 
 @pytest.mark.parametrize(

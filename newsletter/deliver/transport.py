@@ -240,6 +240,10 @@ class _FastData:
     """smtplib's DATA dot-stuffs with a regex over the whole message, ~1 ms for a 140 KB digest. When no line
     starts with "." (always, for our base64 bodies) the stuffing is a no-op, and a cheap scan proves it."""
 
+    # Hand-written on purpose (#8): on a 127 KB digest smtplib's stuffing costs 1.2-1.8 ms, this scan 0.01-0.02
+    # ms; bench/send.py's raw loop sends 419 msg/s with smtplib's DATA and 767 msg/s with this one (1,000
+    # subscribers). tests/test_deliver.py::test_fast_data_path_delivers_what_smtplib_delivers compares the two.
+
     def data(self, msg):
         if not isinstance(msg, bytes) or _may_need_dot_stuffing(msg):
             return super().data(msg)
