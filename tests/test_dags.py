@@ -161,7 +161,7 @@ def _sent_to(db: Path) -> list[str]:
 
 
 def _mails(outbox: Path) -> list[email.message.EmailMessage]:
-    files = sorted((outbox / "new").glob("*.eml")) if (outbox / "new").is_dir() else []
+    files = sorted((outbox / "new").iterdir()) if (outbox / "new").is_dir() else []
     return [email.message_from_bytes(f.read_bytes(), policy=policy.default) for f in files]
 
 

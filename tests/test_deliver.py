@@ -7,8 +7,11 @@ once, a rejected address never, and after a SIGKILL at most one duplicate per ki
 from __future__ import annotations
 
 import json
+import mailbox
 import os
 import signal
+import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -34,11 +37,13 @@ from newsletter.deliver.ledger import (
     recover_stale,
     variant_key,
 )
+from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
 from newsletter.deliver.sender import send_issue, send_test
 from newsletter.deliver.transport import (
     OutboxTransport,
     SmtpConfig,
     SmtpTransport,
+    TransportError,
     _may_need_dot_stuffing,
     parse_smtp_url,
     smtp_config,
@@ -245,6 +250,24 @@ def test_a_dropped_connection_requeues_the_message_and_reconnects(settings):  # 
     assert {status for status, _ in ledger(settings.database_url, issue_id).values()} == {"sent"}
 
 
+def test_an_unreachable_server_is_retried_then_stops_the_run_with_nothing_lost(settings):
+    settings = with_delivery(settings, reconnect_tries=2)
+    issue_id, _ = prepared(settings, 6)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = parse_smtp_url(f"smtp://127.0.0.1:{probe.getsockname()[1]}")
+    tried: list[int] = []
+
+    def factory():
+        tried.append(1)
+        return SmtpTransport(closed)
+
+    report = send_issue(settings, issue_id, variants_for(settings.database_url, issue_id), factory)
+    assert len(tried) == 3 and report.reconnects == 2
+    assert report.stopped.startswith("cannot connect after 3 tries: disconnected at connect")
+    assert report.sent == 0 and {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
+
+
 def test_451_is_retried_later_in_the_same_run(settings):  # (b)
     settings = with_delivery(settings)
     issue_id, emails = prepared(settings)
@@ -371,10 +394,10 @@ def test_test_recipient_gets_one_copy_outside_the_ledger(settings):
     assert {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
 
 
-def test_outbox_writes_parseable_eml_files(settings, tmp_path):
+def test_outbox_is_a_maildir_of_parseable_messages(settings, tmp_path):
     settings = with_delivery(settings)
     issue_id, emails = prepared(settings, 7)
-    outbox = tmp_path / "outbox"
+    outbox = tmp_path / "var" / "outbox"  # parents are created too
     report = send_issue(
         settings, issue_id, variants_for(settings.database_url, issue_id), lambda: OutboxTransport(outbox)
     )
@@ -383,8 +406,7 @@ def test_outbox_writes_parseable_eml_files(settings, tmp_path):
     assert len(files) == 7 and not list((outbox / "tmp").iterdir())
     seen = []
     for path in files:
-        assert path.suffix == ".eml"
-        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        msg = message_from_bytes(path.read_bytes(), policy=policy.default)  # each file is one message
         assert (
             msg.get_content_type() == "multipart/alternative"
             and msg["Delivered-To"] == msg["To"].addresses[0].addr_spec
@@ -392,6 +414,19 @@ def test_outbox_writes_parseable_eml_files(settings, tmp_path):
         assert "论文速递" in msg.get_body(("plain",)).get_content()
         seen.append(msg["To"].addresses[0].addr_spec)
     assert sorted(seen) == sorted(emails)
+    box = mailbox.Maildir(outbox, create=False)  # what a mail client sees
+    assert sorted(m["Delivered-To"] for m in box) == sorted(emails)
+
+
+def test_outbox_keeps_the_bytes_and_reports_an_unusable_folder(tmp_path):
+    msg = b"Subject: x\r\n\r\n.leading dot\r\nFrom the start\r\nno final line break"
+    with OutboxTransport(tmp_path / "outbox") as outbox:
+        outbox.send("d@example.org", "a@example.org", msg)
+    [path] = (tmp_path / "outbox" / "new").iterdir()
+    assert path.read_bytes() == b"Return-Path: <d@example.org>\r\nDelivered-To: a@example.org\r\n" + msg
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(TransportError, match="outbox"):
+        OutboxTransport(tmp_path / "file" / "outbox").open()
 
 
 def test_send_date_dry_run_test_copy_then_real_send(settings):
@@ -528,6 +563,18 @@ def test_workers_option_runs_parallel_senders_on_postgresql(pg_settings):
         assert len(set(s.scalars(select(Delivery.worker)))) > 1
 
 
+def test_a_crash_in_one_sender_thread_is_raised_not_swallowed(pg_settings):
+    settings = with_delivery(pg_settings, batch_size=3)
+    issue_id, _ = prepared(settings, 12)
+
+    def broken():
+        raise RuntimeError("factory bug")
+
+    with pytest.raises(RuntimeError, match="factory bug"):
+        send_issue(settings, issue_id, variants_for(settings.database_url, issue_id), broken, workers=3)
+    assert {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}  # claims released
+
+
 # ---- transport configuration -----------------------------------------------------------------------------
 
 
@@ -593,6 +640,34 @@ def test_smtp_transport_reports_failures_by_kind():
         t.send("d@example.org", "t@example.org", msg)  # the connection survives RCPT failures
         assert server.counts() == {"ok@example.org": 1, "t@example.org": 1}
         assert b"\r\n.leading dot line" in server.handler.received[0].data  # dot-stuffing round trip
+
+
+def test_fast_data_path_delivers_what_smtplib_delivers():
+    """`_FastData` skips smtplib's dot-stuffing regex when no line starts with ".": the server must receive
+    exactly what stock `smtplib.SMTP.sendmail` delivers, for our real messages (fast path) and for messages
+    that need stuffing or lack a final line break (smtplib's own path)."""
+    template = MessageTemplate.build(hand_variant("zh|"), MessageSettings(), 1, DAY.isoformat())
+    real = assemble(template, Person(7, "ada@example.org", "Ada"))
+    assert not _may_need_dot_stuffing(real)  # takes the fast path
+    messages = [
+        real,
+        real.removesuffix(b"\r\n"),  # no final line break
+        b"Subject: x\r\n\r\n.leading dot\r\n..two dots\r\nend.\r\n.\r\n",
+        b"Subject: y\r\n\r\nno dots at all",
+    ]
+    with SmtpServer() as server:
+        cfg = parse_smtp_url(server.url)
+        with SmtpTransport(cfg) as ours:
+            for msg in messages:
+                ours.send("d@example.org", "fast@example.org", msg)
+        with smtplib.SMTP(cfg.host, cfg.port, timeout=10) as stock:
+            for msg in messages:
+                stock.sendmail("d@example.org", ["stock@example.org"], msg)
+        received = server.handler.received
+    fast = [r.data for r in received if r.rcpt_tos == ["fast@example.org"]]
+    stdlib = [r.data for r in received if r.rcpt_tos == ["stock@example.org"]]
+    assert len(fast) == len(stdlib) == len(messages) and fast == stdlib
+    assert fast[0] == real  # nothing added, nothing lost
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,18 @@ def test_wrong_encoding_is_read_with_a_warning(sqlite_settings, tmp_path):
     assert "LipSync-Zero: Zero-Shot Talking Heads with Audio-Visual Tokens" in titles
 
 
+def test_broken_front_matter_rejects_the_post_with_the_file_named(sqlite_settings, tmp_path):
+    """A sample post with a broken tag list (a hand-written reader stored it under "- Talking Head Generation")."""
+    md = next((SAMPLE_DIR / "markdown").iterdir())
+    text = md.read_text(encoding="utf-8")
+    broken = tmp_path / md.name
+    broken.write_text(text.replace("    - Talking", "    - - Talking", 1), encoding="utf-8")
+    assert broken.read_text(encoding="utf-8") != text
+    report = ingest_file(sqlite_settings, broken, source="posts")
+    assert report.failed and f"posts: {md.name}: could not be ingested: {md.name}: front matter" in report.error
+    assert store_snapshot(sqlite_settings.database_url) == []
+
+
 def test_feed_declaring_wrong_encoding_still_ingests(sqlite_settings, tmp_path):
     data = SAMPLE_FEED.read_bytes().replace(b'encoding="utf-8"', b'encoding="iso-8859-1"', 1)
     bad = tmp_path / "latin1.xml"
@@ -275,6 +287,34 @@ def test_payload_not_stored_is_fetched_again_not_skipped_as_304(settings, monkey
     assert second.status == "ok" and second.stats.papers_new == 7
     assert third.status == "not modified"
     assert conditional == [False, False, True]
+
+
+@pytest.mark.parametrize(("races", "stored"), [(2, True), (3, False)])
+def test_a_unique_key_race_is_retried_then_reported(settings, monkeypatch, races, stored):
+    """An IntegrityError (another ingest inserted the same paper first) rolls back and is retried, at most 3
+    tries in all; when every try loses, the payload is reported with the database's reason."""
+    from sqlalchemy.exc import IntegrityError
+
+    import newsletter.pipeline.ingest as ingest_module
+
+    real, calls = ingest_module.record_posts, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        stats = real(*args, **kwargs)  # written, then rolled back by the error below
+        if len(calls) <= races:
+            raise IntegrityError("INSERT INTO papers", {}, Exception("UNIQUE constraint failed: papers.arxiv_id"))
+        return stats
+
+    monkeypatch.setattr(ingest_module, "record_posts", racing)
+    report = ingest_file(settings, SAMPLE_FEED, kind="feed")
+    assert len(calls) == min(races + 1, 3)
+    if stored:
+        assert report.status == "ok" and report.stats.papers_new == 7
+        assert len(store_snapshot(settings.database_url)) == 7
+    else:
+        assert report.failed and "UNIQUE constraint failed" in report.error
+        assert store_snapshot(settings.database_url) == []
 
 
 def test_concurrent_ingests_of_overlapping_payloads_lose_nothing(settings):

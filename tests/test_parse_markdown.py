@@ -104,6 +104,39 @@ def test_front_matter_reader():
     assert read_front_matter("# no front matter\n") == ({}, "# no front matter\n")
 
 
+@pytest.mark.parametrize(
+    ("front", "problem"),
+    [
+        # What the hand-written reader turned into topics: "- NeRF", "*i", '"NeRF'.
+        ("title: NeRF\ntags: - NeRF\n", "not valid YAML: sequence entries are not allowed here (line 3)"),
+        ("title: NeRF\ntags:\n  - *i\n", "not valid YAML: found undefined alias 'i' (line 4)"),
+        ('title: "NeRF\n', "not valid YAML"),
+        ("tags:\n  - NeRF\n  a: b\n", "not valid YAML"),
+        # Valid YAML of the wrong shape: a list where text belongs, a nested list, a mapping.
+        ("title: [NeRF, 3DGS]\n", "`title` must be text, not a list"),
+        ("date:\n  - 2024-03-01\n", "`date` must be text, not a list"),
+        ("title: NeRF\ntags:\n  - - NeRF\n", "`tags` must be text or a list of text, not a list"),
+        ("tags: {a: b}\n", "`tags` must be text or a list of text, not a mapping"),
+        ("- NeRF\n- 3DGS\n", "must be `key: value` lines"),
+        # Text that is not a topic.
+        ("tags:\n  - '*i'\n", "tag '*i' is not a topic"),
+        ("tags: ['NeRF', '- NeRF']\n", "tag '- NeRF' is not a topic"),
+        ("title: '#NeRF'\n", "title '#NeRF' is not a topic"),
+    ],
+)
+def test_broken_front_matter_rejects_the_post_naming_the_file(front, problem):
+    with pytest.raises(ValueError, match="front matter") as info:
+        parse_markdown_post(_md(front), "2024-03-01_NeRF.md")
+    assert str(info.value).startswith("2024-03-01_NeRF.md: front matter") and problem in str(info.value)
+
+
+def test_front_matter_values_stay_text():
+    """No YAML typing: a date stays the text written, "No" stays a topic, not False."""
+    meta, _ = read_front_matter(_md("title: No\ndate: 2024-03-05T10:00:00+08:00\ntags: [2024, 'on']\ncover:\n"))
+    assert meta == {"title": "No", "date": "2024-03-05T10:00:00+08:00", "tags": ["2024", "on"], "cover": ""}
+    assert parse_markdown_post(_md("title: No\n"), "x.md").topic == "No"
+
+
 def test_repeated_markdown_digest():
     block = (
         "## T1\n**Authors:A**\n\nx\n\n[PDF](http://arxiv.org/abs/2401.00001v1) \n\n"

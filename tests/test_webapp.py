@@ -179,6 +179,16 @@ def test_complaint_stays_a_complaint(client, db_url):
     assert _state(db_url, sid)[0] == "complained"
 
 
+def test_multipart_one_click_counts_as_one_click(client, db_url):
+    """RFC 8058 allows multipart/form-data too (some mail clients send it)."""
+    sid = _add(db_url, "dan@example.org")
+    r = client.post(
+        f"/unsubscribe?token={_token(db_url, sid, 'unsubscribe')}", files={"List-Unsubscribe": (None, "One-Click")}
+    )
+    assert r.status_code == 200 and r.request.headers["content-type"].startswith("multipart/form-data")
+    assert _state(db_url, sid)[::3] == ("unsubscribed", "one-click")
+
+
 # ---- preferences -----------------------------------------------------------------------------------------
 
 
@@ -270,6 +280,27 @@ def test_bad_tokens_all_get_the_same_400(client, db_url):
     status, body, _ = next(iter(answers.values()))
     assert status == 400 and b"This link is not valid" in body and "此链接无效".encode() in body
     assert _state(db_url, sid)[:3] == ("active", "bilingual", None)  # nothing changed
+
+
+@pytest.mark.parametrize("route", ["unsubscribe", "preferences"])
+def test_bodies_over_64_kb_get_413_and_change_nothing(client, db_url, route):
+    sid = _add(db_url, "ada@example.org", "en", ["3DGS"])
+    purpose = "unsubscribe" if route == "unsubscribe" else "preferences"
+    url = f"/{route}?token={_token(db_url, sid, purpose)}"
+    padding = "x" * (64 * 1024)
+    declared = client.post(url, data={"language": "zh", "scope": "all", "pad": padding})  # Content-Length
+    chunks = iter([b"language=zh&scope=all&pad=", padding.encode(), b"x"])
+    streamed = client.post(  # chunked: no Content-Length, counted as it arrives
+        url, content=chunks, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    for r in (declared, streamed):
+        assert r.status_code == 413 and r.text == "Content Too Large"
+        assert r.headers["content-type"] == "text/plain; charset=utf-8"
+        assert r.headers["x-content-type-options"] == "nosniff"
+    assert "content-length" not in streamed.request.headers
+    assert _state(db_url, sid)[:3] == ("active", "en", ["3DGS"])
+    just_under = client.post(url, data={"language": "zh", "scope": "all", "pad": "x" * 60_000})
+    assert just_under.status_code == 200
 
 
 def test_subscriber_for_token_spends_an_hmac_on_unknown_ids(db_url, monkeypatch):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
 
@@ -92,15 +91,7 @@ def _factory(url: str) -> sessionmaker[Session]:
     return factory
 
 
-@contextmanager
-def session_scope(url: str) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on error."""
-    session = _factory(url)()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+def session_scope(url: str) -> AbstractContextManager[Session]:
+    """`with session_scope(url) as session:` one transaction, committed on success, rolled back on error, then
+    closed (`sessionmaker.begin()`). The block owns the transaction: code inside must not commit it."""
+    return _factory(url).begin()

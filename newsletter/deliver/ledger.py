@@ -197,11 +197,10 @@ def claim_statement(issue_id: int, worker: str, size: int, max_attempts: int):
 
 
 def claim_batch(session: Session, issue_id: int, worker: str, size: int, max_attempts: int = 5) -> list[Delivery]:
-    """Claim up to `size` sendable rows (pending, or failed and due) for `worker`, and COMMIT: from here on no
-    other worker touches them. PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers get disjoint rows.
-    SQLite: the same single UPDATE statement, atomic."""
+    """Claim up to `size` sendable rows (pending, or failed and due) for `worker`; once the caller's transaction
+    commits (end of `session_scope`, before anything is sent) no other worker touches them. PostgreSQL: FOR
+    UPDATE SKIP LOCKED, so concurrent workers get disjoint rows. SQLite: the same single UPDATE, atomic."""
     claimed = [row.id for row in session.execute(claim_statement(issue_id, worker, size, max_attempts))]
-    session.commit()
     if not claimed:
         return []
     query = select(Delivery).where(Delivery.id.in_(claimed)).order_by(Delivery.id)
@@ -210,7 +209,8 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, max_att
 
 def recover_stale(session: Session, issue_id: int, older_than: timedelta | float) -> int:
     """Rows left in `sending` by a crashed worker (claimed longer ago than `older_than`) -> pending. Their next
-    send may duplicate the one message that worker had in flight (module docstring). Returns the row count."""
+    send may duplicate the one message that worker had in flight (module docstring). Returns the row count;
+    committed with the caller's transaction."""
     if not isinstance(older_than, timedelta):
         older_than = timedelta(seconds=older_than)
     now = utcnow()
@@ -223,7 +223,6 @@ def recover_stale(session: Session, issue_id: int, older_than: timedelta | float
         )
         .values(status="pending", worker=None, claimed_at=None, updated_at=now, last_error="recovered: stale claim")
     )
-    session.commit()
     return result.rowcount or 0
 
 

@@ -22,8 +22,8 @@ vacation responders and auto-replies from answering the digest.
 
 Two ways to build a message
 ---------------------------
-`build_message()` uses `email.message.EmailMessage`: simple, obviously right, and about 5 ms a message, several
-times the cost of the SMTP exchange itself. It is the reference the tests compare with.
+`build_message()` uses `email.message.EmailMessage`: simple, obviously right, and slow: 34-108 ms for a 127 KB
+digest, where the SMTP exchange itself takes ~2.5 ms. It is the reference the tests compare with.
 
 `MessageTemplate.build()` + `assemble()` is the fast path used for sending. The template is built once per
 variant: the static header block and the MIME skeleton are encoded once, and each body (text, HTML) is split
@@ -347,6 +347,11 @@ def _to_header(name: str, email: str) -> bytes:
 @dataclass
 class MessageTemplate:
     """Everything about a message that is the same for every subscriber of one variant of one issue."""
+
+    # Hand-written on purpose (#8): assemble() costs 0.07-0.15 ms for a 127 KB digest against 34-108 ms with
+    # build_message() (same machine, same message); send_vs_raw_smtp >= 0.95 rests on it. Checked against
+    # build_message() by tests/test_message.py: test_assembled_message_matches_the_reference and
+    # test_splicing_is_exact_for_any_layout.
 
     lang: str
     issue_id: int

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from newsletter import retry
 from newsletter.config import DeliverySettings, Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.db.models import Delivery, IssueRow, Subscriber
@@ -38,7 +39,7 @@ from newsletter.deliver.ledger import (
     utcnow,
 )
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
-from newsletter.deliver.transport import SendFailure, TransportError, TransportFactory
+from newsletter.deliver.transport import SendFailure, Transport, TransportError, TransportFactory
 from newsletter.deliver.transport import transport_factory as configured_transport
 from newsletter.issue.build import freeze_issue
 
@@ -298,22 +299,27 @@ class _Sender:
     # -- connection --
 
     def _connect(self) -> None:
-        failure: Exception | None = None
-        for attempt in range(self.cfg.reconnect_tries + 1):
-            if attempt:
-                time.sleep(self.cfg.reconnect_delay_s * 2 ** (attempt - 1))
-                self.report.reconnects += 1
-            transport = self.factory()
-            try:
-                transport.open()
-            except SendFailure as exc:
-                failure = exc
-                continue
-            except TransportError as exc:
-                raise _Stop(f"transport unusable: {exc}") from exc
-            self.transport = transport
-            return
-        raise _Stop(f"cannot connect after {self.cfg.reconnect_tries + 1} tries: {failure}")
+        """Open a connection; an unreachable server is retried (reconnect_tries, reconnect_delay_s doubling)."""
+        tries = self.cfg.reconnect_tries + 1
+        try:
+            self.transport = retry.call(
+                self._open,
+                retry.Backoff(tries, self.cfg.reconnect_delay_s),
+                transient=SendFailure,  # open() raises it when the server cannot be reached
+                on_retry=self._count_reconnect,
+            )
+        except SendFailure as failure:
+            raise _Stop(f"cannot connect after {tries} tries: {failure}") from failure
+        except TransportError as exc:
+            raise _Stop(f"transport unusable: {exc}") from exc
+
+    def _open(self) -> Transport:
+        transport = self.factory()
+        transport.open()
+        return transport
+
+    def _count_reconnect(self, _failed_try: int) -> None:
+        self.report.reconnects += 1
 
     def _reconnect(self) -> None:
         self._close()
@@ -458,25 +464,12 @@ def send_issue(
 
 
 def _run_threads(senders: list[_Sender], worker: str) -> SendReport:
-    reports: list[SendReport] = []
-    errors: list[BaseException] = []
-
-    def run(sender: _Sender) -> None:
-        try:
-            reports.append(sender.run())
-        except BaseException as exc:  # re-raised below: a thread must not swallow it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(s,), name=s.worker) for s in senders]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    """Each sender in its own thread; their reports merged. A sender's exception is re-raised here."""
+    with ThreadPoolExecutor(max_workers=len(senders), thread_name_prefix=worker) as pool:
+        futures = [pool.submit(sender.run) for sender in senders]
     total = SendReport(senders[0].issue_id, worker)
-    for r in reports:
-        total.merge(r)
+    for future in futures:  # all have finished: leaving the `with` waited for them
+        total.merge(future.result())
     return total
 
 

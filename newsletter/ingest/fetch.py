@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from newsletter import retry
 from newsletter.config import FetchSettings
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -62,15 +63,21 @@ def fetch(
 
 
 def _fetch_with_retries(client, url, settings, headers, sleep) -> FetchResult:
-    result = FetchResult(url, None)
-    for attempt in range(settings.retries + 1):
-        if attempt:
-            sleep(settings.backoff * 2 ** (attempt - 1))
+    """Retry while there is no answer, or a 429/5xx; the last answer stands when the tries run out."""
+    tries = 0
+
+    def attempt() -> FetchResult:
+        nonlocal tries
+        tries += 1
         result = _fetch_once(client, url, headers)
-        result.attempts = attempt + 1
-        if result.status is not None and result.status not in RETRY_STATUSES:
-            return result
-    return result
+        result.attempts = tries
+        return result
+
+    def transient(result: FetchResult) -> bool:
+        return result.status is None or result.status in RETRY_STATUSES
+
+    backoff = retry.Backoff(settings.retries + 1, settings.backoff)
+    return retry.call(attempt, backoff, retry_result=transient, sleep=sleep)
 
 
 def _fetch_once(client: httpx.Client, url: str, headers: dict[str, str]) -> FetchResult:

@@ -6,7 +6,6 @@ before untouched and is reported with its source and item, and the other payload
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
+from newsletter import retry
 from newsletter.config import Settings, Source
 from newsletter.db import session_scope
 from newsletter.ingest.archive import Payload, archived, iter_archived, mark_stored
@@ -23,7 +23,8 @@ from newsletter.records import ParsedPost
 from newsletter.store.record import IngestStats, record_posts
 
 Progress = Callable[[str], None]
-RECORD_ATTEMPTS = 3  # concurrent ingests (two DAGs, mapped tasks) may race to insert the same new paper
+# Concurrent ingests (two DAGs, mapped tasks) may race to insert the same new paper: 3 tries, 50 ms then 100 ms.
+RECORD_BACKOFF = retry.Backoff(attempts=3, first_delay=0.05)
 
 
 @dataclass
@@ -57,17 +58,14 @@ def _record(settings: Settings, payload: Payload, report: SourceReport) -> bool:
 def _store_with_retry(settings: Settings, payload: Payload, posts: list[ParsedPost]) -> IngestStats:
     """Record the posts and mark the payload stored in ONE transaction. A unique-key race with another
     ingest rolls back and retries: the retry sees the other side's rows and merges into them."""
-    for attempt in range(1, RECORD_ATTEMPTS + 1):
-        try:
-            with session_scope(settings.database_url) as session:
-                stats = record_posts(session, posts, payload.source)
-                mark_stored(session, payload)
-            return stats
-        except IntegrityError:
-            if attempt == RECORD_ATTEMPTS:
-                raise
-            time.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
+
+    def store() -> IngestStats:
+        with session_scope(settings.database_url) as session:
+            stats = record_posts(session, posts, payload.source)
+            mark_stored(session, payload)
+        return stats
+
+    return retry.call(store, RECORD_BACKOFF, transient=IntegrityError)
 
 
 def ingest_source(settings: Settings, src: Source, progress: Progress | None = None) -> SourceReport:

@@ -22,16 +22,24 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, quote
+from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
@@ -147,29 +155,13 @@ def mask_email(email: str) -> str:
 # ---- forms -----------------------------------------------------------------------------------------------
 
 
-class _FormTooLarge(Exception):
-    pass
+class PreferencesForm(BaseModel):
+    """The preferences form as posted (FastAPI `Form`); every field optional, so a bad token still gets its 400."""
 
-
-async def _read_body(request: Request) -> bytes:
-    """The request body, refusing more than MAX_FORM_BYTES (read incrementally, never buffered whole)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise _FormTooLarge
-    return bytes(body)
-
-
-def _parse_form(request: Request, body: bytes) -> dict[str, list[str]]:
-    # Parsed here rather than with fastapi.Form: that needs python-multipart, which is not a dependency.
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/x-www-form-urlencoded":
-        return {}
-    try:
-        return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=500)
-    except ValueError as exc:  # too many fields
-        raise _FormTooLarge from exc
+    language: str = ""
+    scope: str = ""  # "all", or anything else for the ticked topics
+    topic: list[str] = []
+    resubscribe: str = ""
 
 
 # ---- unsubscribe -----------------------------------------------------------------------------------------
@@ -242,17 +234,16 @@ def _preferences_page(web: _Web, token: str) -> HTMLResponse:
         return web.page("preferences.html.j2", **_preferences_ctx(sub))
 
 
-def _form_error(form: dict[str, list[str]], allowed: set[str]) -> str | None:
+def _form_error(form: PreferencesForm, allowed: set[str]) -> str | None:
     """The catalog key ([web] table) of the message when the submitted form cannot be saved as it is."""
-    language = form.get("language", [""])[0]
-    if language not in subscribers.LANGUAGES:
+    if form.language not in subscribers.LANGUAGES:
         return "error_language"
-    if form.get("scope", [""])[0] != "all" and not [t for t in form.get("topic", []) if t in allowed]:
+    if form.scope != "all" and not [t for t in form.topic if t in allowed]:
         return "error_topics"
     return None
 
 
-def _save_preferences(web: _Web, token: str, form: dict[str, list[str]]) -> HTMLResponse:
+def _save_preferences(web: _Web, token: str, form: PreferencesForm) -> HTMLResponse:
     with session_scope(web.settings.database_url) as session:
         sub = subscriber_for_token(session, token, "preferences")
         if sub is None:
@@ -261,11 +252,10 @@ def _save_preferences(web: _Web, token: str, form: dict[str, list[str]]) -> HTML
         error = _form_error(form, allowed)
         if error:
             return web.page("preferences.html.j2", status_code=422, **_preferences_ctx(sub, error=error))
-        picked = [t for t in form.get("topic", []) if t in allowed]
-        all_topics = form.get("scope", [""])[0] == "all"
-        subscribers.update(sub, language=form["language"][0], topics=picked, all_topics=all_topics)
+        picked = [t for t in form.topic if t in allowed]
+        subscribers.update(sub, language=form.language, topics=picked, all_topics=form.scope == "all")
         # Only the person's own "unsubscribed" is theirs to undo; bounces and complaints need an operator.
-        if sub.status == "unsubscribed" and form.get("resubscribe", [""])[0] == "1":
+        if sub.status == "unsubscribed" and form.resubscribe == "1":
             subscribers.set_status(sub, "active", "resubscribed on the preferences page")
         return web.page("preferences.html.j2", **_preferences_ctx(sub, saved=True))
 
@@ -327,6 +317,12 @@ def _healthz(web: _Web) -> JSONResponse:
 def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastAPI:
     web = _make_web(settings, templates_dir)
     app = FastAPI(title="paper-digest", docs_url=None, redoc_url=None, openapi_url=None)
+    # Bodies over MAX_FORM_BYTES get 413: at once by Content-Length, else counted as they stream in.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_FORM_BYTES)
+
+    @app.exception_handler(413)
+    async def too_large(_request: Request, _exc: Exception) -> Response:
+        return PlainTextResponse("Content Too Large", status_code=413)  # the middleware's own answer, as text
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -345,27 +341,19 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
         return _unsubscribe_page(web, token)
 
     @app.post("/unsubscribe")
-    async def unsubscribe(request: Request, token: str = "") -> Response:
+    def unsubscribe(token: str = "", one_click: Annotated[str, Form(alias="List-Unsubscribe")] = "") -> Response:
         # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" (urlencoded or multipart); the token in the
         # URL is all that matters, so any body (or none) is accepted. The body only labels the reason.
-        try:
-            body = await _read_body(request)
-        except _FormTooLarge:
-            return Response("request body too large", status_code=413)
-        reason = "one-click" if b"One-Click" in body else "unsubscribe page"
-        return await run_in_threadpool(_unsubscribe, web, token, reason)
+        reason = "one-click" if one_click == "One-Click" else "unsubscribe page"
+        return _unsubscribe(web, token, reason)
 
     @app.get("/preferences")
     def preferences_page(token: str = "") -> Response:
         return _preferences_page(web, token)
 
     @app.post("/preferences")
-    async def preferences(request: Request, token: str = "") -> Response:
-        try:
-            form = _parse_form(request, await _read_body(request))
-        except _FormTooLarge:
-            return Response("request body too large", status_code=413)
-        return await run_in_threadpool(_save_preferences, web, token, form)
+    def preferences(form: Annotated[PreferencesForm, Form()], token: str = "") -> Response:
+        return _save_preferences(web, token, form)
 
     @app.get("/archive/")
     def archive_index() -> Response:
