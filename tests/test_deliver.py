@@ -568,14 +568,6 @@ def test_smtp_settings_order(monkeypatch, tmp_path):
     assert isinstance(outbox, OutboxTransport) and outbox.dir == tmp_path / "var" / "outbox"
 
 
-def test_airflow_connection_is_the_last_resort(monkeypatch):
-    pytest.importorskip("airflow")
-    monkeypatch.delenv("NEWSLETTER_SMTP_URL", raising=False)
-    conn = {"conn_type": "smtp", "host": "af.example.org", "port": 2525, "login": "af", "password": "pw pw"}
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({**conn, "extra": {"disable_ssl": True}}))
-    assert smtp_config(Settings()) == SmtpConfig("af.example.org", 2525, "starttls", "af", "pw pw")
-
-
 def test_smtp_transport_reports_failures_by_kind():
     handler = FaultyHandler(tempfail={"t@example.org": 1}, reject={"r@example.org"})
     with SmtpServer(handler) as server, SmtpTransport(parse_smtp_url(server.url)) as t:
