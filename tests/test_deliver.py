@@ -26,7 +26,7 @@ from newsletter.db import session_scope
 from newsletter.db.models import Delivery, IssueRow, Subscriber
 from newsletter.deliver import subscribers
 from newsletter.deliver.ledger import (
-    claim_batch,
+    claim_statement,
     deliveries_report,
     needed_variants,
     parse_variant_key,
@@ -190,6 +190,14 @@ def test_variant_key_is_the_pipeline_key():
         spec = pipeline.VariantSpec(lang, frozenset(topics) if topics else None)
         assert variant_key(lang, topics) == spec.key
         assert parse_variant_key(spec.key) == (spec.lang, spec.topics)
+
+
+def claim_batch(session, issue_id: int, worker: str, size: int) -> list[Delivery]:
+    """What a sender does with `claim_statement` (then it sends): claim, commit, read the rows claimed."""
+    claimed = [row.id for row in session.execute(claim_statement(issue_id, worker, size, 5))]
+    session.commit()
+    query = select(Delivery).where(Delivery.id.in_(claimed)).order_by(Delivery.id)
+    return list(session.scalars(query.execution_options(populate_existing=True)))
 
 
 def test_claim_is_disjoint_and_sending_rows_are_not_reclaimed(settings):
