@@ -1,8 +1,11 @@
-"""Shared by the benchmarks (and the corpus tests): the issue of the largest real day in the corpus."""
+"""Shared by the benchmarks (and the tests): the issue of the largest real day in the corpus, a premailer counter."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +44,28 @@ def largest_day_issue(workdir: Path):
     issues = [pipeline.build_step(settings, pipeline.period_for(settings, day))[0] for day in days]
     best = max((i for i in issues if i is not None), key=lambda i: i.n_papers + len(i.highlights))
     return settings, best
+
+
+@dataclass
+class CallCount:
+    n: int = 0
+
+
+@contextmanager
+def counting_premailer() -> Iterator[CallCount]:
+    """Count premailer runs (`Premailer.transform` calls, from any thread) while the block runs: the render stage
+    promises one per variant."""
+    from premailer import Premailer
+
+    count, lock, transform = CallCount(), threading.Lock(), Premailer.transform
+
+    def counted(self, *args, **kwargs):
+        with lock:
+            count.n += 1
+        return transform(self, *args, **kwargs)
+
+    Premailer.transform = counted
+    try:
+        yield count
+    finally:
+        Premailer.transform = transform

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import largest_day_issue
+from bench.common import counting_premailer, largest_day_issue
 from newsletter.deliver import tokens
 from newsletter.pipeline import steps as pipeline
 from newsletter.render import variant as render
@@ -64,11 +64,10 @@ def main() -> None:
         opts = pipeline.render_options(settings)
         specs = variants_for(issue)
         render_all(issue, specs[:1], opts)  # warm-up: template compilation, premailer import
-        render.reset_premailer_calls()
-        t0 = time.perf_counter()
-        variants = render_all(issue, specs, opts)
-        t_variants = time.perf_counter() - t0
-        calls = render.premailer_calls()
+        with counting_premailer() as calls:
+            t0 = time.perf_counter()
+            variants = render_all(issue, specs, opts)
+            t_variants = time.perf_counter() - t0
         t1 = time.perf_counter()
         personalise_all(variants, pipeline.web_base_url(settings))
         t_subscribers = time.perf_counter() - t1
@@ -82,7 +81,7 @@ def main() -> None:
             f"  variant {spec.key or 'all'}: html {v.html_encoded_size / 1024:.1f} KB as sent, "
             f"{v.n_full} full / {v.n_listed} listed"
         )
-    print(f"variants: {len(specs)} rendered in {t_variants * 1000:.0f} ms; premailer calls: {calls}")
+    print(f"variants: {len(specs)} rendered in {t_variants * 1000:.0f} ms; premailer calls: {calls.n}")
     print(f"largest HTML part as sent: {largest} bytes")
     print(f"{N_SUBSCRIBERS} subscribers personalised in {t_subscribers * 1000:.0f} ms")
     print(f"render_ms_per_subscriber={t_subscribers * 1000 / N_SUBSCRIBERS:.3f}")

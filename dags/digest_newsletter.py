@@ -1,43 +1,18 @@
-"""digest_newsletter: ingest, build, render and send one newsletter issue a day.
-
-Thin over the library: every task calls one step of `newsletter.pipeline.steps` and passes ids and counts on
-(XCom never carries content). Nothing heavy is imported at parse time: the scheduler and the DAG processor
-parse this file every few seconds, so `newsletter` (SQLAlchemy, feedparser, jinja2, premailer) is imported
-inside the tasks only.
 """
-
-from __future__ import annotations
-
-import logging
-import os
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from typing import Any
-
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
-log = logging.getLogger("newsletter.dags.digest")
-
-# Read at parse time: environment lookups only, so parsing stays cheap.
-CRON = os.environ.get("NEWSLETTER_DAG_CRON", "0 8 * * *")
-TIMEZONE = os.environ.get("NEWSLETTER_DAG_TZ", "Asia/Shanghai")
-# The repository's config, used when NEWSLETTER_CONFIG is unset (a checkout with dags/ beside newsletter.toml).
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "newsletter.toml"
-
-DAG_DOC = f"""
 # digest_newsletter
 
-One newsletter issue per local day ({TIMEZONE}), sent to every active subscriber exactly once.
+One newsletter issue per local day, sent to every active subscriber exactly once.
 
-**Schedule**: `{CRON}` in {TIMEZONE} (env `NEWSLETTER_DAG_CRON`, `NEWSLETTER_DAG_TZ`). Each run has a one-day
-data interval ending at its run time: the run on the morning of D+1 sends the issue of day D (its logical date
-is D 08:00). A manual run without a logical date covers the day before it was triggered; one triggered with a
-logical date L covers the day ending at L (pass `data_interval_start`/`_end` through the REST API to be exact).
+**Schedule**: `0 8 * * *` in Asia/Shanghai by default (env `NEWSLETTER_DAG_CRON`, `NEWSLETTER_DAG_TZ`). Each run has a
+one-day data interval ending at its run time: the run on the morning of D+1 sends the issue of day D (its
+logical date is D 08:00). A manual run without a logical date covers the day before it was triggered; one
+triggered with a logical date L covers the day ending at L (pass `data_interval_start`/`_end` through the REST
+API to be exact).
 
 **Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
 `render_variants` -> `test_send` | `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per
-sender slot) -> `report`; `freshness` checks the store after ingestion and alerts.
+sender slot) -> `report`; `freshness` checks the store after ingestion and alerts. Every task calls one step
+of `newsletter.pipeline.steps` and passes ids and counts on (XCom never carries content).
 
 **Params** (manual runs): `dry_run` (write the mails to the outbox instead of SMTP; the ledger is untouched),
 `test_recipient` (one copy to this address, outside the ledger; nobody else gets anything), `test_lang` and
@@ -46,77 +21,32 @@ logged).
 
 **Backfill**: `airflow backfill create --dag-id digest_newsletter --from-date D1+1 --to-date D2+1
 --max-active-runs 1` sends the issues of days D1..D2 (the dates select run times, the mornings after; without
-`--max-active-runs 1` a backfill runs up to 10 days at once). The ledger makes re-runs safe: nobody gets the
-same issue twice, and no paper is featured as new twice.
+`--max-active-runs 1` a backfill runs up to 10 days at once). A backfill reads the raw archive, not the
+network. The ledger makes re-runs safe: nobody gets the same issue twice, and no paper is featured as new twice.
 
 **Failures**: ingest and send retry with exponential backoff; a task that fails for good emails the admins
-in `NEWSLETTER_ADMIN_EMAILS` (Airflow connection `smtp_default`). Operator guide: README "Operate".
+in `NEWSLETTER_ADMIN_EMAILS` (Airflow connection `smtp_default`, which also carries subscriber mail when the
+config names no SMTP server). Operator guide: README "Operate".
 """
 
+# Nothing heavy is imported at parse time: the scheduler and the DAG processor parse this file every few
+# seconds, so `newsletter` (SQLAlchemy, feedparser, jinja2, premailer) is imported inside the tasks only.
 
-# ---- helpers (run inside tasks) -------------------------------------------------------------------------
+from __future__ import annotations
 
+import logging
+import os
+from datetime import date, timedelta
 
-def _settings():
-    from newsletter.config import load_settings
+import _digest_common as common
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    explicit = os.environ.get("NEWSLETTER_CONFIG")
-    return load_settings(explicit or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None))
+log = logging.getLogger("newsletter.dags.digest")
 
-
-def issue_day(context: dict[str, Any], timezone: str) -> date:
-    """The local day a run covers: its data interval, else (a manual run without one) the day before it ran."""
-    from newsletter.issue.build import Period
-
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if start is not None and end is not None and end > start:
-        return Period.from_interval(start, end, timezone).last
-    run_after = context["dag_run"].run_after
-    return Period.from_interval(run_after - timedelta(days=1), run_after, timezone).last
-
-
-def _replay_window(day: date, settings) -> tuple[datetime, datetime]:
-    """Payloads that can hold posts of `day`: fetched from `lookback_days` before it to 4 days after (the feed
-    keeps about 3 days of posts)."""
-    lookback = settings.issue.lookback_days
-    start = datetime.combine(day - timedelta(days=lookback), datetime.min.time(), tzinfo=UTC)
-    return start, datetime.combine(day + timedelta(days=4), datetime.min.time(), tzinfo=UTC)
-
-
-def _admins() -> list[str]:
-    return [a.strip() for a in os.environ.get("NEWSLETTER_ADMIN_EMAILS", "").replace(";", ",").split(",") if a.strip()]
-
-
-ALERT_SUBJECT = "[paper-digest] {{ ti.dag_id }}.{{ ti.task_id }} failed ({{ run_id }})"
-ALERT_HTML = (
-    "<p>Task <b>{{ ti.dag_id }}.{{ ti.task_id }}</b> failed for good in run <code>{{ run_id }}</code> "
-    "(try {{ ti.try_number }}).</p><pre>{{ exception | e }}</pre>"
-    "<p>Log: <a href='{{ ti.log_url }}'>{{ ti.log_url }}</a></p>"
-)
-
-
-def alert_admins(context: dict[str, Any]) -> None:
-    """on_failure_callback: email the admins through the SMTP provider's notifier. Never raises: a broken alert
-    path must not hide the original failure, so problems are logged instead."""
-    exc = context.get("exception")
-    if getattr(exc, "alert", True) is False:
-        log.info("alert suppressed: already reported (%s)", exc)
-        return
-    admins = _admins()
-    if not admins:
-        log.warning("NEWSLETTER_ADMIN_EMAILS is unset: no alert email for this failure")
-        return
-    try:
-        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-    except ImportError:
-        log.warning("apache-airflow-providers-smtp is not installed: no alert email for this failure")
-        return
-    try:
-        sender = os.environ.get("NEWSLETTER_ALERT_FROM", "Paper Digest alerts <alerts@localhost>")
-        SmtpNotifier(to=admins, from_email=sender, subject=ALERT_SUBJECT, html_content=ALERT_HTML)(context)
-        log.info("alert email sent to %s", ", ".join(admins))
-    except Exception:
-        log.exception("could not send the alert email to %s", ", ".join(admins))
+# Read at parse time: environment lookups only, so parsing stays cheap.
+CRON = os.environ.get("NEWSLETTER_DAG_CRON", "0 8 * * *")
+TIMEZONE = os.environ.get("NEWSLETTER_DAG_TZ", "Asia/Shanghai")
 
 
 def _log_ingest_totals(results: list[dict], enabled: int) -> None:
@@ -139,11 +69,6 @@ def _send_counts(out: dict) -> dict:
         "bounced": out.get("bounced", 0),
         "retried": out.get("requeued", 0),
     }
-
-
-def _label(text: str) -> None:
-    """The mapped instance's name in the UI (map_index_template "{{ label }}")."""
-    get_current_context()["label"] = text  # type: ignore[index]
 
 
 # Transient failures (network, SMTP relay, a locked database) are retried with exponential backoff:
@@ -177,9 +102,9 @@ is left untouched (a real run afterwards still sends everything)."""
     schedule=CronTriggerTimetable(CRON, timezone=TIMEZONE, interval=timedelta(days=1), run_immediately=timedelta(0)),
     catchup=False,
     max_active_runs=1,  # one sender at a time: runs never race for the same ledger
-    doc_md=DAG_DOC,
+    doc_md=__doc__,
     tags=["newsletter"],
-    default_args={"owner": "newsletter", "retries": 0, "on_failure_callback": alert_admins},
+    default_args={"owner": "newsletter", "retries": 0, "on_failure_callback": common.alert_admins},
     params={
         "dry_run": Param(False, type="boolean", description="Render and write the mails to the outbox, not SMTP."),
         "test_recipient": Param(
@@ -205,7 +130,7 @@ def digest_newsletter():
     @task
     def enabled_sources() -> list[str]:
         """The names of the enabled sources in the config: one `ingest` instance each."""
-        names = [s.name for s in _settings().sources if s.enabled]
+        names = [s.name for s in common.settings().sources if s.enabled]
         log.info("enabled sources: %s", ", ".join(names) or "none")
         return names
 
@@ -217,31 +142,7 @@ def digest_newsletter():
         **TRANSIENT,
     )
     def ingest(source: str) -> dict:
-        from newsletter.pipeline.steps import ingest_step, replay_step
-
-        _label(source)
-        ctx = get_current_context()
-        if "backfill" in str(getattr(ctx["dag_run"], "run_type", "")):
-            # A backfill works from the raw archive, never the network: the feed has long moved on, and the
-            # result must not depend on when the backfill runs.
-            settings = _settings()
-            day = issue_day(ctx, settings.timezone)
-            since, until = _replay_window(day, settings)
-            log.info("backfill: replaying %s payloads archived %s .. %s (no network)", source, since, until)
-            out = replay_step(settings, source, since, until)
-        else:
-            out = ingest_step(_settings(), source)
-        log.info(
-            "source %s: %s; papers new %s / duplicate %s / updated %s; acceptances %s; warnings %s",
-            source, out["status"], out["papers_new"], out["papers_seen"], out["papers_updated"],
-            out["acceptances"], out["warnings"],
-        )  # fmt: skip
-        for line in out.get("warning_lines", []):
-            log.warning("%s", line)
-        if out["status"] == "failed":
-            raise RuntimeError(f"source {source} failed: {out.get('error')}")
-        keys = ("source", "status", "papers_new", "papers_seen", "papers_updated", "acceptances", "warnings")
-        return {k: out.get(k) for k in keys}
+        return common.ingest_source(source)
 
     @task(trigger_rule="all_done")
     def freshness(ingested: list[dict]) -> dict:
@@ -250,8 +151,8 @@ def digest_newsletter():
         Never blocks sending: nothing downstream depends on it; it turns the run red for the operator."""
         from newsletter.pipeline.steps import freshness_step
 
-        settings = _settings()
-        day = issue_day(get_current_context(), settings.timezone)
+        settings = common.settings()
+        day = common.issue_day(get_current_context(), settings.timezone)
         out = freshness_step(settings, day, max_failures=int(os.environ.get("NEWSLETTER_ALERT_AFTER_FAILURES", "2")))
         log.info("freshness %s: %s new papers, failing sources %s", day, out["new_papers"], out["failing_sources"])
         fetched = {r["source"] for r in ingested}
@@ -269,9 +170,9 @@ def digest_newsletter():
         """Build (or rebuild identically) the issue of the run's day. Skips the rest when there is nothing new."""
         from newsletter.pipeline.steps import build_step, period_for
 
-        settings = _settings()
+        settings = common.settings()
         _log_ingest_totals(list(ingested), len([s for s in settings.sources if s.enabled]))
-        day = issue_day(get_current_context(), settings.timezone)
+        day = common.issue_day(get_current_context(), settings.timezone)
         issue, info = build_step(settings, period_for(settings, day))
         if issue is None:
             raise AirflowSkipException(f"no issue for {day}: no new papers or acceptances (nothing to send)")
@@ -286,7 +187,7 @@ def digest_newsletter():
         """Render each distinct (language, topics) variant once, store it, and write the web archive page."""
         from newsletter.pipeline.steps import build_step, period_for, render_step, subscriber_variants, write_archive
 
-        settings = _settings()
+        settings = common.settings()
         day = date.fromisoformat(built["issue_date"])
         issue, _ = build_step(settings, period_for(settings, day))  # identical rebuild: the Issue, not its XCom
         if issue is None or issue.issue_id != built["issue_id"]:
@@ -309,7 +210,9 @@ def digest_newsletter():
         if not address:
             raise AirflowSkipException("no test_recipient: this is a real run")
         day = date.fromisoformat(built["issue_date"])
-        out = send_test_copy(_settings(), day, address, params["test_lang"], params.get("topics"))
+        settings = common.settings()
+        common.use_airflow_smtp(settings)
+        out = send_test_copy(settings, day, address, params["test_lang"], params.get("topics"))
         log.info("test copy of %s to %s: %s", built["issue_date"], address, out)
         return out
 
@@ -323,7 +226,7 @@ def digest_newsletter():
         params, issue_id = context["params"], built["issue_id"]
         if params.get("test_recipient"):
             raise AirflowSkipException("test run: only the test copy is sent")
-        settings = _settings()
+        settings = common.settings()
         if params.get("resend"):
             reason = f"resend requested in run {context['run_id']} by {context['dag_run'].triggering_user_name}"
             log.warning("RESEND issue %s: %s -> %s", issue_id, reason, resend_step(settings, issue_id, reason))
@@ -336,7 +239,7 @@ def digest_newsletter():
         """The sender slots to map `send` over (0..N-1); none when nothing is pending."""
         from newsletter.pipeline.steps import plan_senders as plan
 
-        slots = plan(_settings(), prepared["issue_id"])
+        slots = plan(common.settings(), prepared["issue_id"])
         log.info("issue %s: %s sender slot(s)", prepared["issue_id"], len(slots))
         return slots
 
@@ -345,8 +248,11 @@ def digest_newsletter():
         from newsletter.pipeline.steps import send_step
 
         dry_run = bool(get_current_context()["params"].get("dry_run"))
-        _label(f"slot {slot}{' (dry run)' if dry_run else ''}")
-        out = send_step(_settings(), prepared["issue_id"], slot, dry_run)
+        common.label(f"slot {slot}{' (dry run)' if dry_run else ''}")
+        settings = common.settings()
+        if not dry_run:
+            common.use_airflow_smtp(settings)
+        out = send_step(settings, prepared["issue_id"], slot, dry_run)
         if dry_run:
             log.info("slot %s, dry run: %s", slot, out)
             return {k: v for k, v in out.items() if isinstance(v, int | str | bool)}
@@ -363,7 +269,7 @@ def digest_newsletter():
         """Counts by delivery status for the issue, and the failures with their reasons."""
         from newsletter.pipeline.steps import report_step
 
-        out = report_step(_settings(), prepared["issue_id"])
+        out = report_step(common.settings(), prepared["issue_id"])
         counts = out.get("counts", {})
         log.info("issue %s delivery: %s", prepared["issue_id"], ", ".join(f"{k} {v}" for k, v in counts.items()))
         for failure in out.get("failures", [])[:50]:

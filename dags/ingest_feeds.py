@@ -1,20 +1,30 @@
-"""ingest_feeds: ingest every enabled source every hour, so no upstream post is ever missed.
-
-Why a DAG of its own: the upstream feed holds only its 20 newest posts (about 3 days). The daily
-digest_newsletter run ingests too, but if it fails, is paused or is late for a few days, posts fall off the
-feed before anyone reads them. An hourly conditional GET costs one 304 when nothing changed, and every post is
-in the store within the hour it appeared, whatever happens to the daily run. Like digest_newsletter it only
-imports `newsletter` inside its tasks (cheap to parse).
 """
+# ingest_feeds
+
+Ingests every enabled source every hour (`30 * * * *` in Asia/Shanghai by default; env `NEWSLETTER_INGEST_CRON`,
+`NEWSLETTER_DAG_TZ`), so no upstream post is ever missed.
+
+Why a DAG of its own: the upstream feed keeps only its 20 newest posts (about 3 days). The daily
+digest_newsletter run ingests too, but if it fails, is paused or is late for a few days, posts fall off the
+feed before anyone reads them. An hourly conditional GET costs one HTTP 304 when nothing changed, and every
+post is in the store within the hour it appeared, whatever happens to the daily run.
+
+No retries here: the fetch layer already retries transient errors, and the next run is an hour away.
+`check_sources` fails, and emails the admins (`NEWSLETTER_ADMIN_EMAILS`), when a source has failed
+`NEWSLETTER_ALERT_AFTER_FAILURES` (default 2) fetches in a row; it emails once per outage, and the daily
+digest_newsletter run reminds every day while it lasts. Zero new papers on a weekday is checked once a day, by
+digest_newsletter's `freshness`.
+"""
+
+# Like digest_newsletter it imports `newsletter` inside its tasks only (cheap to parse).
 
 from __future__ import annotations
 
 import logging
 import os
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
+import _digest_common as common
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -24,49 +34,12 @@ log = logging.getLogger("newsletter.dags.ingest")
 CRON = os.environ.get("NEWSLETTER_INGEST_CRON", "30 * * * *")
 TIMEZONE = os.environ.get("NEWSLETTER_DAG_TZ", "Asia/Shanghai")
 FAILURES_TO_ALERT = int(os.environ.get("NEWSLETTER_ALERT_AFTER_FAILURES", "2"))
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "newsletter.toml"
 
-DAG_DOC = f"""
-# ingest_feeds
-
-Ingests every enabled source on `{CRON}` ({TIMEZONE}; env `NEWSLETTER_INGEST_CRON`, `NEWSLETTER_DAG_TZ`).
-The upstream feed keeps only its 20 newest posts (about 3 days): ingesting hourly means a failed or late
-digest run never loses a post. Conditional GET makes an unchanged feed cost one HTTP 304.
-
-No retries here: the fetch layer already retries transient errors, and the next run is an hour away.
-`check_sources` fails, and emails the admins (`NEWSLETTER_ADMIN_EMAILS`), when a source has failed
-{FAILURES_TO_ALERT} fetches in a row (env `NEWSLETTER_ALERT_AFTER_FAILURES`); it emails once per outage, and the
-daily digest_newsletter run reminds every day while it lasts. Zero new papers on a weekday is checked once a
-day, by digest_newsletter's `freshness`.
-"""
-
-
-def _settings():
-    from newsletter.config import load_settings
-
-    explicit = os.environ.get("NEWSLETTER_CONFIG")
-    return load_settings(explicit or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None))
-
-
-def alert_admins(context: dict[str, Any]) -> None:
-    """on_failure_callback of check_sources: email the admins (SMTP provider's notifier); never raises."""
-    exc = context.get("exception")
-    admins = [a.strip() for a in os.environ.get("NEWSLETTER_ADMIN_EMAILS", "").replace(";", ",").split(",")]
-    admins = [a for a in admins if a]
-    if getattr(exc, "alert", True) is False or not admins:
-        log.info("no alert email (%s)", "already reported" if admins else "NEWSLETTER_ADMIN_EMAILS is unset")
-        return
-    try:
-        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-        SmtpNotifier(
-            to=admins,
-            from_email=os.environ.get("NEWSLETTER_ALERT_FROM", "Paper Digest alerts <alerts@localhost>"),
-            subject="[paper-digest] ingestion failing: {{ exception }}",
-            html_content="<p>{{ exception | e }}</p><p>Log: <a href='{{ ti.log_url }}'>{{ ti.log_url }}</a></p>",
-        )(context)
-    except Exception:  # ImportError (no SMTP provider) included: log, never mask the failure itself
-        log.exception("could not send the alert email to %s", ", ".join(admins))
+# check_sources' alert: one email per outage, naming the failing sources.
+alert_ingestion_failing = common.alert(
+    subject="[paper-digest] ingestion failing: {{ exception }}",
+    html="<p>{{ exception | e }}</p><p>Log: <a href='{{ ti.log_url }}'>{{ ti.log_url }}</a></p>",
+)
 
 
 @dag(
@@ -76,7 +49,7 @@ def alert_admins(context: dict[str, Any]) -> None:
     catchup=False,  # an hour missed is caught by the next conditional GET: the feed still holds it
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=50),  # a hung run must not block the next hour's
-    doc_md=DAG_DOC,
+    doc_md=__doc__,
     tags=["newsletter"],
     default_args={"owner": "newsletter", "retries": 0},
 )
@@ -84,7 +57,7 @@ def ingest_feeds():
     @task
     def enabled_sources() -> list[str]:
         """The names of the enabled sources in the config: one `ingest` instance each."""
-        return [s.name for s in _settings().sources if s.enabled]
+        return [s.name for s in common.settings().sources if s.enabled]
 
     @task(
         map_index_template="{{ label }}",
@@ -92,29 +65,16 @@ def ingest_feeds():
         doc_md="Fetch (conditional GET) or read one source and store it; fails when the source failed as a whole.",
     )
     def ingest(source: str) -> dict:
-        from newsletter.pipeline.steps import ingest_step
+        return common.ingest_source(source)
 
-        get_current_context()["label"] = source  # type: ignore[index]
-        out = ingest_step(_settings(), source)
-        log.info(
-            "source %s: %s; papers new %s / duplicate %s / updated %s; acceptances %s; warnings %s",
-            source, out["status"], out["papers_new"], out["papers_seen"], out["papers_updated"],
-            out["acceptances"], out["warnings"],
-        )  # fmt: skip
-        for line in out.get("warning_lines", []):
-            log.warning("%s", line)
-        if out["status"] == "failed":
-            raise RuntimeError(f"source {source} failed: {out.get('error')}")
-        return {k: out.get(k) for k in ("source", "status", "papers_new", "papers_seen", "acceptances")}
-
-    @task(trigger_rule="all_done", on_failure_callback=alert_admins)
+    @task(trigger_rule="all_done", on_failure_callback=alert_ingestion_failing)
     def check_sources() -> dict:
         """Fail (and alert) when a source has failed several fetches in a row: after ~3 days of outage its
         posts are gone from the feed. Emails once per outage: while the previous run's check failed too, it
         stays red without emailing again."""
         from newsletter.pipeline.steps import freshness_step
 
-        settings = _settings()
+        settings = common.settings()
         context = get_current_context()
         out = freshness_step(settings, context["dag_run"].run_after.date(), max_failures=FAILURES_TO_ALERT)
         failing = out["failing_sources"]

@@ -47,11 +47,13 @@ if spec.get("subscribers"):
     with session_scope(load_settings().database_url) as session:
         import_csv(session, open(spec["subscribers"], encoding="utf-8").read())
 
-from airflow.dag_processing.dagbag import DagBag
+from pathlib import Path
+from airflow.dag_processing.dagbag import BundleDagBag
 
 runs = []
 for run in spec["runs"]:
-    dag = DagBag(dag_folder=spec["dags"]).dags[spec["dag_id"]]  # afresh: dag.test() keeps one run's conf
+    bag = BundleDagBag(dag_folder=spec["dags"], bundle_path=Path(spec["dags"]))  # as the DAG processor parses
+    dag = bag.dags[spec["dag_id"]]  # afresh: dag.test() keeps one run's conf
     when = {k: datetime.fromisoformat(run[k]) if run[k] else None for k in ("logical_date", "run_after") if k in run}
     dr = dag.test(run_conf=run.get("conf"), **when)
     tis = {f"{ti.task_id}[{ti.map_index}]": getattr(ti.state, "value", ti.state) for ti in dr.get_task_instances()}
@@ -178,9 +180,10 @@ def _issue_of(msg: email.message.EmailMessage) -> str:
 
 INSPECT = """
 import json, sys
-from airflow.dag_processing.dagbag import DagBag
+from pathlib import Path
+from airflow.dag_processing.dagbag import BundleDagBag
 
-bag = DagBag(dag_folder=sys.argv[1])
+bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=Path(sys.argv[1]))  # what the DAG processor uses
 out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {},
        "parse_s": sum(s.duration.total_seconds() for s in bag.dagbag_stats)}
 for dag_id, dag in bag.dags.items():
@@ -263,8 +266,9 @@ import importlib.util, json, sys
 import airflow.sdk, airflow.sdk.exceptions  # what any DAG file pays: not counted against ours
 from airflow.dag_processing.dagbag import DagBag  # noqa: F401
 
+sys.path.append(sys.argv[1])  # the bundle folder, as Airflow adds it: the DAG files import _digest_common
 before = set(sys.modules)
-for path in sys.argv[1:]:
+for path in sys.argv[2:]:
     spec = importlib.util.spec_from_file_location("dagfile_" + path.rsplit("/", 1)[-1][:-3], path)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
 print("RESULT " + json.dumps(sorted(set(sys.modules) - before)))
@@ -273,7 +277,7 @@ print("RESULT " + json.dumps(sorted(set(sys.modules) - before)))
 
 def test_dag_files_import_nothing_heavy_at_top_level(tmp_path):
     files = [str(p) for p in sorted(DAGS.glob("*.py"))]
-    proc = _python(IMPORTS, _base_env(tmp_path), *files, timeout=120)
+    proc = _python(IMPORTS, _base_env(tmp_path), str(DAGS), *files, timeout=120)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     new = json.loads(lines[-1][len("RESULT ") :])
@@ -445,3 +449,42 @@ def test_ingest_feeds_alerts_once_when_a_source_keeps_failing(tmp_path, airflow_
         alerts = list(smtp.handler.received)
     assert [r.rcpt_tos for r in alerts] == [["ops@example.org"]]
     assert b"upstream failed 2 fetches in a row" in alerts[0].data
+
+
+# ---- the Airflow SMTP connection (the library never imports Airflow: the DAGs hand it over) ----------------
+
+SMTP_FROM_CONNECTION = """
+import json, os, sys
+sys.path.append(sys.argv[1])
+import _digest_common as common
+from newsletter.deliver.transport import smtp_config
+
+settings = common.settings()
+common.use_airflow_smtp(settings)
+url = os.environ.get("NEWSLETTER_SMTP_URL")
+c = smtp_config(settings) if url else None
+print("RESULT " + json.dumps({"url": url, "smtp": c and [c.host, c.port, c.tls, c.username, c.password]}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("delivery", "connection", "expected"),
+    [
+        ('transport = "smtp"', True, ["af.example.org", 2525, "starttls", "af", "pw pw/:@"]),
+        ('transport = "smtp"', False, None),  # no connection: the library's own "no SMTP settings" error follows
+        ("", True, None),  # the outbox: a connection for alerts must not turn it into SMTP
+        ('transport = "smtp"\n[delivery.smtp]\nhost = "relay.example.org"', True, None),  # the config wins
+    ],
+)
+def test_subscriber_mail_through_the_airflow_connection(tmp_path, delivery, connection, expected):
+    config = tmp_path / "newsletter.toml"
+    config.write_text(f"[delivery]\n{delivery}\n", encoding="utf-8")
+    env = _base_env(tmp_path)
+    env["NEWSLETTER_CONFIG"] = str(config)
+    if connection:
+        conn = {"conn_type": "smtp", "host": "af.example.org", "port": 2525, "login": "af", "password": "pw pw/:@"}
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps({**conn, "extra": {"disable_ssl": True}})
+    proc = _python(SMTP_FROM_CONNECTION, env, str(DAGS), timeout=120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads(lines[-1][len("RESULT ") :])["smtp"] == expected

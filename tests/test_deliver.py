@@ -29,7 +29,7 @@ from newsletter.db import session_scope
 from newsletter.db.models import Delivery, IssueRow, Subscriber
 from newsletter.deliver import subscribers
 from newsletter.deliver.ledger import (
-    claim_batch,
+    claim_statement,
     deliveries_report,
     needed_variants,
     parse_variant_key,
@@ -195,6 +195,13 @@ def test_variant_key_is_the_pipeline_key():
         spec = pipeline.VariantSpec(lang, frozenset(topics) if topics else None)
         assert variant_key(lang, topics) == spec.key
         assert parse_variant_key(spec.key) == (spec.lang, spec.topics)
+
+
+def claim_batch(session, issue_id: int, worker: str, size: int) -> list[Delivery]:
+    """What a sender does with `claim_statement` (then it commits and sends): claim, read the rows claimed."""
+    claimed = [row.id for row in session.execute(claim_statement(issue_id, worker, size, 5))]
+    query = select(Delivery).where(Delivery.id.in_(claimed)).order_by(Delivery.id)
+    return list(session.scalars(query.execution_options(populate_existing=True)))
 
 
 def test_claim_is_disjoint_and_sending_rows_are_not_reclaimed(settings):
@@ -615,14 +622,6 @@ def test_smtp_settings_order(monkeypatch, tmp_path, token_secret):
     (tmp_path / "newsletter.toml").write_text("", encoding="utf-8")
     outbox = transport_factory(load_settings(tmp_path / "newsletter.toml"))()  # paths: relative to the file
     assert isinstance(outbox, OutboxTransport) and outbox.dir == tmp_path / "var" / "outbox"
-
-
-def test_airflow_connection_is_the_last_resort(monkeypatch):
-    pytest.importorskip("airflow")
-    monkeypatch.delenv("NEWSLETTER_SMTP_URL", raising=False)
-    conn = {"conn_type": "smtp", "host": "af.example.org", "port": 2525, "login": "af", "password": "pw pw"}
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({**conn, "extra": {"disable_ssl": True}}))
-    assert smtp_config(Settings()) == SmtpConfig("af.example.org", 2525, "starttls", "af", "pw pw")
 
 
 def test_smtp_transport_reports_failures_by_kind():

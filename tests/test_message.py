@@ -6,6 +6,8 @@ import random
 import re
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
 
 import pytest
@@ -15,9 +17,11 @@ from newsletter.deliver.message import (
     MessageSettings,
     MessageTemplate,
     Person,
+    _one_line,
+    _static_extra_headers,
     assemble,
-    build_message,
     canonical_text,
+    list_unsubscribe,
     make_message_id,
     personal_values,
 )
@@ -38,6 +42,44 @@ MS = MessageSettings(
     base_url="https://digest.example.org",
 )
 DATE = "Thu, 05 Dec 2024 00:00:00 +0000"
+
+
+# ---- the reference: the same message built with email.message.EmailMessage (~5 ms, several times assemble()) ----
+
+
+class _UrlListHeader(UnstructuredHeader):
+    """List-Unsubscribe for EmailMessage. The stdlib folder turns a URL longer than a line into RFC 2047
+    encoded-words, which no client decodes inside <...> (RFC 2369 forbids it); fold after the commas instead."""
+
+    def fold(self, *, policy) -> str:
+        return f"{self.name}: " + str(self).replace(", ", "," + policy.linesep + " ") + policy.linesep
+
+
+_REGISTRY = HeaderRegistry()
+_REGISTRY.map_to_type("list-unsubscribe", _UrlListHeader)
+_REFERENCE_POLICY = policy.SMTP.clone(header_factory=_REGISTRY)
+
+
+def build_message(variant, recipient, ms: MessageSettings, *, message_id: str, date_header: str) -> bytes:
+    """What `assemble()` must be equivalent to."""
+    personal = personal_values(ms, variant.lang, recipient)
+    html, text = personalize(variant, personal.values())
+    msg = EmailMessage(policy=_REFERENCE_POLICY)
+    msg["Date"] = date_header
+    msg["From"] = ms.from_addr
+    msg["To"] = Address(display_name=_one_line(recipient.name), addr_spec=recipient.email)
+    msg["Subject"] = variant.subject
+    msg["Message-ID"] = message_id
+    if ms.reply_to:
+        msg["Reply-To"] = ms.reply_to
+    for name, value in _static_extra_headers(ms):
+        msg[name] = value
+    msg["List-Unsubscribe"] = list_unsubscribe(ms, personal)
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    return msg.as_bytes()
+
+
 PEOPLE = [
     Person(1, "a@example.com"),
     Person(2, "ada@example.com", "Ada"),

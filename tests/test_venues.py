@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.venues import score, venue_matches
 from newsletter.records import Venue
 from newsletter.registry import venues
-from newsletter.registry.venues import extract_venue, known_venues, score, venue_matches
+from newsletter.registry.venues import extract_venue, known_venues
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "venue_cases.jsonl"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"

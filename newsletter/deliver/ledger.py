@@ -196,17 +196,6 @@ def claim_statement(issue_id: int, worker: str, size: int, max_attempts: int):
     )
 
 
-def claim_batch(session: Session, issue_id: int, worker: str, size: int, max_attempts: int = 5) -> list[Delivery]:
-    """Claim up to `size` sendable rows (pending, or failed and due) for `worker`; once the caller's transaction
-    commits (end of `session_scope`, before anything is sent) no other worker touches them. PostgreSQL: FOR
-    UPDATE SKIP LOCKED, so concurrent workers get disjoint rows. SQLite: the same single UPDATE, atomic."""
-    claimed = [row.id for row in session.execute(claim_statement(issue_id, worker, size, max_attempts))]
-    if not claimed:
-        return []
-    query = select(Delivery).where(Delivery.id.in_(claimed)).order_by(Delivery.id)
-    return list(session.scalars(query.execution_options(populate_existing=True)))
-
-
 def recover_stale(session: Session, issue_id: int, older_than: timedelta | float) -> int:
     """Rows left in `sending` by a crashed worker (claimed longer ago than `older_than`) -> pending. Their next
     send may duplicate the one message that worker had in flight (module docstring). Returns the row count;

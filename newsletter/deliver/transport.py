@@ -25,8 +25,8 @@ SMTP settings, first found wins:
    587 (starttls), 465 (ssl); also `?timeout=30`.
 2. `[delivery.smtp]` in the config: `url = "..."` (same syntax, without secrets), or `host`, `port`, `tls`,
    `username`; the password from `NEWSLETTER_SMTP_PASSWORD` (secrets never live in the file).
-3. The Airflow connection `smtp_default` (host, port, login, password; extras `disable_ssl`, `disable_tls`,
-   `timeout` with the SMTP provider's meaning). Airflow is imported only here, only when 1 and 2 are absent.
+In the DAGs, when neither is set, the Airflow connection `smtp_default` (dags/_digest_common.py exports it as
+NEWSLETTER_SMTP_URL): the library itself never imports Airflow.
 
 `OutboxTransport` writes each message into a Maildir (`tmp/` then an atomic move into `new/`, by the stdlib's
 `mailbox.Maildir`): the embedded default, so a fresh checkout can "send" without a mail server. Directory:
@@ -158,47 +158,14 @@ def _from_section(section: SmtpSettings) -> SmtpConfig:
     return cfg
 
 
-def _from_airflow(conn_id: str = "smtp_default") -> SmtpConfig:
-    """Read an Airflow connection ourselves: SmtpHook would add its own retries (a duplicate risk)."""
-    try:
-        try:
-            from airflow.sdk import BaseHook
-        except ImportError:  # Airflow 2
-            from airflow.hooks.base import BaseHook
-    except ImportError as exc:
-        raise ConfigError(
-            "no SMTP settings: set NEWSLETTER_SMTP_URL or [delivery.smtp] (Airflow is not installed)"
-        ) from exc
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # Airflow raises its own not-found type, which differs between versions
-        raise ConfigError(f"no SMTP settings: NEWSLETTER_SMTP_URL, [delivery.smtp], Airflow {conn_id}: {exc}") from exc
-    extra = conn.extra_dejson or {}
-    # The SMTP provider's semantics: SSL unless disable_ssl; else STARTTLS unless disable_tls.
-    if not extra.get("disable_ssl", False):
-        tls = "ssl"
-    elif not extra.get("disable_tls", False):
-        tls = "starttls"
-    else:
-        tls = "none"
-    return SmtpConfig(
-        host=conn.host or "localhost",
-        port=int(conn.port or DEFAULT_PORTS[tls]),
-        tls=tls,
-        username=conn.login or None,
-        password=conn.password or None,
-        timeout=float(extra.get("timeout", 30)),
-    )
-
-
 def smtp_config(settings: Settings) -> SmtpConfig:
-    """SMTP settings: NEWSLETTER_SMTP_URL, else [delivery.smtp], else the Airflow connection smtp_default."""
+    """SMTP settings: NEWSLETTER_SMTP_URL, else [delivery.smtp]."""
     url = os.environ.get("NEWSLETTER_SMTP_URL")
     if url:
         return parse_smtp_url(url)
     if settings.delivery.smtp:
         return _from_section(settings.delivery.smtp)
-    return _from_airflow()
+    raise ConfigError("no SMTP settings: set NEWSLETTER_SMTP_URL or [delivery.smtp]")
 
 
 _ADDRESS_GONE = ("5.1.", "5.2.1")  # bad mailbox / address, mailbox disabled (RFC 3463)

@@ -102,17 +102,6 @@ def topic_names(key: str) -> tuple[str, str]:
     return (name, name)
 
 
-def topic_name(key: str, lang: str) -> str:
-    """The name in one language: "zh" gives the Chinese name, anything else the English one."""
-    en, zh = topic_names(key)
-    return zh if lang == "zh" else en
-
-
-def same_topic(a: str, b: str) -> bool:
-    """True when two keys name the same topic (the lookup is case-, space- and separator-insensitive)."""
-    return normalize_key(a) == normalize_key(b)
-
-
 def topic_slug(key: str) -> str:
     """Stable ASCII anchor id for a topic, from its English name ("元宇宙/虚拟人" -> "metaverse-virtual-humans");
     a key with no ASCII name gets a checksum ("topic-1a2b3c4d") so email links and archive anchors agree."""

@@ -57,7 +57,7 @@ The repeating blocks (papers, title lists, preheader) are rendered by partials t
 (header, section headings, footer) is rendered with slot comments, inlined ONCE, and the slots are filled by
 plain string splicing afterwards. Since premailer never rewrites the fragments, the final size of any choice of
 full/listed papers is known exactly from byte counts, so the search over the number of full papers costs no
-premailer calls. `premailer_calls()` counts calls (module-wide); `RenderedVariant.premailer_calls` per variant.
+premailer calls (bench/render.py and tests/test_render.py count them).
 
 Premailer is configured with `strip_important=False`, `remove_classes=False` (dark-mode and mobile rules
 select by class), no `base_url` and `disable_link_rewrites=True` (a base URL would rewrite the
@@ -88,7 +88,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,40 +147,16 @@ class RenderedVariant:
     n_full: int  # papers in full, highlights included
     n_listed: int  # papers listed by linked title
     n_hidden: int = 0  # papers only counted in "N more" (the title list did not fit either)
-    premailer_calls: int = 0
     over_budget: bool = False  # even highlights + headings exceed the budget (logged)
 
 
 # ---- premailer -------------------------------------------------------------------------------------------
 
-_calls_lock = threading.Lock()
-_premailer_calls = 0
-_thread_calls = threading.local()  # per-thread count: exact per-variant figures even when threads render
-
-
-def premailer_calls() -> int:
-    """How many times premailer has run in this process (for the one-call-per-variant benchmark)."""
-    return _premailer_calls
-
-
-def _calls_in_thread() -> int:
-    return getattr(_thread_calls, "n", 0)
-
-
-def reset_premailer_calls() -> None:
-    global _premailer_calls
-    with _calls_lock:
-        _premailer_calls = 0
-
 
 def _inline_css(html: str) -> str:
     """Inline the skeleton's class rules. The ignore-marked <style> blocks pass through verbatim."""
-    global _premailer_calls
     from premailer import Premailer  # imported lazily: importing pulls in cssutils and requests
 
-    with _calls_lock:
-        _premailer_calls += 1
-    _thread_calls.n = _calls_in_thread() + 1
     return Premailer(
         html,
         disable_link_rewrites=True,  # and no base_url: joining it would break the placeholder hrefs
@@ -797,7 +772,6 @@ def render_variant(
     ctx = _common_ctx(issue, plan, mode, opts)
     subject = make_subject(issue, mode, opts, plan.n_papers, plan.n_accepted)
     preheader = _preheader(plan, mode)
-    calls_before = _calls_in_thread()
 
     _render_fragments(plan, mode, opts)
     hl_views = _highlight_views(plan, mode, opts, False)
@@ -828,7 +802,6 @@ def render_variant(
         n_full=len(plan.highlights) + len(full),
         n_listed=len(listed),
         n_hidden=n_total - len(full) - len(listed),
-        premailer_calls=_calls_in_thread() - calls_before,
         over_budget=not _fits(html, opts),
     )
 
