@@ -890,9 +890,9 @@ def render_archive(issue: Issue, opts: RenderOptions | None = None) -> str:
 
 def greeting(lang: str, name: str | None = None) -> str:
     """'Hi Ada,' / 'Ada，你好！'; the generic form without a name. Bilingual mode greets in English."""
-    ui = catalog(_ui_lang(_check_mode(lang)))
+    ui = _EMAIL_STRINGS[_ui_lang(_check_mode(lang))]  # per subscriber: plain dict lookups
     name = _clean(name)
-    return ui("email.greeting_name", name=name) if name else ui("email.greeting")
+    return ui["greeting_name"].format(name=name) if name else ui["greeting"]
 
 
 def personalize(variant: RenderedVariant, values: dict[str, str]) -> tuple[str, str]:
