@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from newsletter.cli import cli
 from newsletter.cli.options import spread_greedy
 from newsletter.config import SAMPLE_DIR
-from newsletter.db import session_scope
+from newsletter.db import get_engine, session_scope
 from newsletter.db.models import Delivery, IssueRow, Paper, Subscriber
 from newsletter.deliver import subscribers
 from newsletter.pipeline import steps as pipeline
@@ -61,8 +61,10 @@ def runner(workdir: Path, db_url: str):
 
 @pytest.fixture
 def nl(workdir, db_url):
-    """The CLI on this test's database: SQLite, and PostgreSQL when it answers."""
-    return runner(workdir, db_url)
+    """The CLI on this test's database: SQLite, and PostgreSQL when it answers. The engine's pooled connections
+    are closed afterwards: PostgreSQL's connection slots are shared with every other test."""
+    yield runner(workdir, db_url)
+    get_engine(db_url).dispose()
 
 
 @pytest.fixture
