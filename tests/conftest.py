@@ -17,6 +17,36 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 PG_URL = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEST_TOKEN_SECRET = "test-token-secret-of-at-least-32-bytes"  # serving and SMTP sends refuse anything shorter
 
+# Skips that mean "a component the suite needs is missing": fine on a developer's machine, a failure under CI
+# (CI=true), where .ci/run must have provided them. A green CI must never come from skipping these.
+REQUIRED_COMPONENTS = ("PostgreSQL", "psycopg", "Chromium", "corpus")
+ON_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def _missing_component(reason: str) -> bool:
+    return any(word in reason for word in REQUIRED_COMPONENTS)
+
+
+def _fail_on_ci(report) -> None:
+    """Turn a skip for a missing component into a failure that names it (CI only)."""
+    if ON_CI and report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if _missing_component(reason):
+            report.outcome = "failed"
+            report.longrepr = f"CI=true and a required component is missing: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_on_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_on_ci(outcome.get_result())
+
 
 def corpus_or_skip() -> Path:
     if not CORPUS.is_dir():
