@@ -189,6 +189,18 @@ def test_multipart_one_click_counts_as_one_click(client, db_url):
     assert _state(db_url, sid)[::3] == ("unsubscribed", "one-click")
 
 
+def test_a_malformed_one_click_body_still_unsubscribes(client, db_url):
+    """The token authorises: a body the form parser refuses (multipart without a boundary) changes nothing."""
+    sid = _add(db_url, "eve@example.org")
+    r = client.post(
+        f"/unsubscribe?token={_token(db_url, sid, 'unsubscribe')}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "multipart/form-data"},
+    )
+    assert r.status_code == 200 and "You are unsubscribed" in r.text
+    assert _state(db_url, sid)[::3] == ("unsubscribed", "unsubscribe page")
+
+
 # ---- preferences -----------------------------------------------------------------------------------------
 
 

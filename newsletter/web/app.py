@@ -39,6 +39,8 @@ from markupsafe import Markup
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from newsletter.config import Settings
@@ -165,6 +167,22 @@ class PreferencesForm(BaseModel):
 
 
 # ---- unsubscribe -----------------------------------------------------------------------------------------
+
+
+async def _is_one_click(request: Request) -> bool:
+    """RFC 8058: mail clients POST "List-Unsubscribe=One-Click", urlencoded or multipart. The token in the URL is
+    all that matters, so any body is accepted, even one the form parser refuses (not fastapi.Form, which would
+    answer 400 and unsubscribe nobody): the body only labels the reason."""
+    try:
+        form = await request.form()
+    except HTTPException as exc:
+        if exc.status_code != 400:  # 413: over the size limit
+            raise
+        return False
+    try:
+        return form.get("List-Unsubscribe") == "One-Click"
+    finally:
+        await form.close()
 
 
 def _unsubscribe_page(web: _Web, token: str) -> HTMLResponse:
@@ -341,11 +359,9 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
         return _unsubscribe_page(web, token)
 
     @app.post("/unsubscribe")
-    def unsubscribe(token: str = "", one_click: Annotated[str, Form(alias="List-Unsubscribe")] = "") -> Response:
-        # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" (urlencoded or multipart); the token in the
-        # URL is all that matters, so any body (or none) is accepted. The body only labels the reason.
-        reason = "one-click" if one_click == "One-Click" else "unsubscribe page"
-        return _unsubscribe(web, token, reason)
+    async def unsubscribe(request: Request, token: str = "") -> Response:
+        reason = "one-click" if await _is_one_click(request) else "unsubscribe page"
+        return await run_in_threadpool(_unsubscribe, web, token, reason)
 
     @app.get("/preferences")
     def preferences_page(token: str = "") -> Response:
