@@ -444,3 +444,35 @@ def test_ingest_feeds_alerts_once_when_a_source_keeps_failing(tmp_path, airflow_
         alerts = list(smtp.handler.received)
     assert [r.rcpt_tos for r in alerts] == [["ops@example.org"]]
     assert b"upstream failed 2 fetches in a row" in alerts[0].data
+
+
+def test_digest_emails_the_zero_papers_alert_once_per_outage(tmp_path, airflow_db):
+    """digest_newsletter for the issue days Tue 17 .. Fri 20 November 2026, with new papers only on Mon 16 and
+    Thu 19: `freshness` is red on Tue, Wed and Fri, but emails the admins twice, once per outage (Tue: the
+    first day without papers; Fri: after Thursday's papers ended the first outage)."""
+    from tests.smtp_server import SmtpServer
+
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    for day, arxiv in (("2026-11-16", "2611.30001v1"), ("2026-11-19", "2611.30002v1")):
+        post = _markdown_post(day, "3DGS", [(arxiv, f"Paper of {day}")])
+        (folder / f"{day}_3DGS.md").write_text(post, encoding="utf-8")
+    sources = f'\n[[sources]]\nname = "posts"\nkind = "markdown"\npath = "{folder}"\n'
+    with SmtpServer() as smtp:
+        env = _env(
+            tmp_path,
+            airflow_db,
+            _write_config(tmp_path, sources),
+            NEWSLETTER_ADMIN_EMAILS="ops@example.org",
+            AIRFLOW_CONN_SMTP_DEFAULT=f"smtp://127.0.0.1:{smtp.port}?disable_tls=true&disable_ssl=true&retry_limit=0",
+        )
+        runs = [{"logical_date": f"2026-11-{d + 1}T00:00:00+00:00"} for d in (17, 18, 19, 20)]  # issue day d
+        result = _run_dag(env, "digest_newsletter", runs, subscribers=None)
+        smtp.wait_for(2, timeout=10)
+        alerts = [email.message_from_bytes(r.data, policy=policy.default) for r in smtp.handler.received]
+    checks = [r["tasks"]["freshness[-1]"] for r in result["runs"]]
+    assert checks == ["failed", "failed", "success", "failed"], result["runs"]
+    assert [a["To"] for a in alerts] == ["ops@example.org"] * 2
+    bodies = [a.get_body(("html",)).get_content() for a in alerts]
+    assert ["no new papers for 2026-11-17 (Tuesday)" in b for b in bodies] == [True, False]
+    assert ["no new papers for 2026-11-20 (Friday)" in b for b in bodies] == [False, True]
