@@ -5,7 +5,7 @@ for a change that every other test let through.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -13,8 +13,18 @@ from sqlalchemy import select, update
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.db.models import Delivery
-from newsletter.deliver.ledger import DeliveryConfig, claim_batch, deliveries_report
+from newsletter.deliver.ledger import (
+    DeliveryConfig,
+    aware,
+    claim_batch,
+    deliveries_report,
+    prepare_ledger,
+    recover_stale,
+)
+from newsletter.issue.build import IssueSettings, Period, build_issue
+from newsletter.store.record import record_posts
 from tests.test_deliver import prepared
+from tests.test_store import paper, post
 
 PAST = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -97,3 +107,38 @@ def test_report_caps_the_failure_list(settings, max_failures):
     with session_scope(settings.database_url) as s:
         report = deliveries_report(s, issue_id, max_failures=max_failures)
     assert len(report["failures"]) == max_failures and report["counts"]["bounced"] == 3
+
+
+def test_recover_stale_requeues_only_this_issues_old_claims(settings):
+    """Rows left `sending` by a dead worker go back to pending, unowned and labelled; a live worker's fresh
+    claim, rows in other states and other issues' rows are left alone."""
+    url = settings.database_url
+    issue_id, _ = prepared(settings, 5)
+    with session_scope(url) as s:
+        record_posts(s, [post("2024-12-06", "3DGS", paper("2412.00009", "Next"))], "test")
+    with session_scope(url) as s:
+        other = build_issue(s, Period.day(date(2024, 12, 6), "Asia/Shanghai"), IssueSettings()).issue_id
+    with session_scope(url) as s:
+        prepare_ledger(s, other)
+    long_ago, recent = datetime.now(UTC) - timedelta(hours=2), datetime.now(UTC)
+    with session_scope(url) as s:
+        a, b, c, d, e = sorted(s.scalars(select(Delivery.id).where(Delivery.issue_id == issue_id)))
+        states = {a: ("sending", long_ago), b: ("sending", long_ago), c: ("sending", recent), d: ("sent", long_ago)}
+        for did, (status, at) in states.items():
+            s.execute(update(Delivery).where(Delivery.id == did).values(status=status, worker="dead", claimed_at=at))
+        s.execute(
+            update(Delivery)
+            .where(Delivery.issue_id == other)
+            .values(status="sending", worker="dead", claimed_at=long_ago)
+        )
+    with session_scope(url) as s:
+        assert recover_stale(s, issue_id, timedelta(hours=1)) == 2
+    with session_scope(url) as s:
+        rows = {r.id: r for r in s.scalars(select(Delivery))}
+    for did in (a, b):
+        r = rows[did]
+        assert (r.status, r.worker, r.claimed_at, r.last_error) == ("pending", None, None, "recovered: stale claim")
+        assert aware(r.updated_at) > recent
+    assert (rows[c].status, rows[c].worker) == ("sending", "dead")  # claimed a moment ago: maybe alive
+    assert (rows[d].status, rows[e].status) == ("sent", "pending")
+    assert {r.status for r in rows.values() if r.issue_id == other} == {"sending"}
