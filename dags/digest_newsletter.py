@@ -146,20 +146,23 @@ def digest_newsletter():
 
     @task(trigger_rule="all_done")
     def freshness(ingested: list[dict]) -> dict:
-        """Fail (which alerts) when the issue day was a weekday with zero new papers, when a source has failed
-        two runs in a row, or when a source failed in this run (its own failure already emailed: not again).
+        """Fail when the issue day was a weekday with zero new papers (emails once per outage: the first such
+        day; later ones stay red without emailing), when a source has failed two runs in a row (emails every
+        day), or when a source failed in this run (its own failure already emailed: not again).
         Never blocks sending: nothing downstream depends on it; it turns the run red for the operator."""
         from newsletter.pipeline.steps import freshness_step
 
         settings = common.settings()
         day = common.issue_day(get_current_context(), settings.timezone)
-        out = freshness_step(settings, day, max_failures=int(os.environ.get("NEWSLETTER_ALERT_AFTER_FAILURES", "2")))
+        out = freshness_step(
+            settings, day, max_failures=int(os.environ.get("NEWSLETTER_ALERT_AFTER_FAILURES", "2")), track=True
+        )
         log.info("freshness %s: %s new papers, failing sources %s", day, out["new_papers"], out["failing_sources"])
         fetched = {r["source"] for r in ingested}
         failed_now = [s.name for s in settings.sources if s.enabled and s.name not in fetched]
         if out["alerts"] or failed_now:
             error = AirflowFailException("; ".join([*out["alerts"], *(f"source {n} failed" for n in failed_now)]))
-            error.alert = bool(out["alerts"])  # type: ignore[attr-defined]
+            error.alert = bool(out["notify"])  # type: ignore[attr-defined]
             raise error
         return {k: out[k] for k in ("day", "new_papers", "failing_sources")}
 

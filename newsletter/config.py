@@ -260,7 +260,6 @@ class DeliverySettings(Section):
     from_addr: Mailbox = Field("Paper Digest <digest@example.org>", alias="from")
     reply_to: Mailbox | None = None
     list_id: ListId | None = None  # default: "<From display name> <local.domain>" of From
-    unsubscribe_mailto: Address | None = None  # default: unsubscribe@<From domain>
     transport: Literal["outbox", "smtp"] = "outbox"  # NEWSLETTER_SMTP_URL selects smtp whatever this says
     outbox: ConfigPath = "var/outbox"
     batch_size: PositiveInt = 50  # messages per claimed batch (one SMTP connection each)

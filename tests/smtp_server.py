@@ -100,9 +100,12 @@ class _AnyPortController(Controller):
 
 
 class SmtpServer:
-    def __init__(self, handler: FaultyHandler | None = None):
+    """`options` go to aiosmtpd: `ssl_context` (implicit TLS), `tls_context` + `require_starttls` (STARTTLS),
+    `authenticator`, `auth_required`, `auth_exclude_mechanism` (tests/test_smtp_tls.py)."""
+
+    def __init__(self, handler: FaultyHandler | None = None, **options):
         self.handler = handler or FaultyHandler()
-        self.controller = _AnyPortController(self.handler, hostname="127.0.0.1", port=0)
+        self.controller = _AnyPortController(self.handler, hostname="127.0.0.1", port=0, **options)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

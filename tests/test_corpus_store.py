@@ -16,14 +16,16 @@ from tests.conftest import corpus_or_skip
 pytestmark = pytest.mark.corpus
 
 
-def truth_papers(corpus) -> tuple[set[str], set[tuple]]:
-    ids, sightings = set(), set()
+def truth_papers(corpus) -> tuple[set[str], set[tuple], set[tuple[str, str]]]:
+    """The reference's distinct paper ids, sightings (post date, topic, id, version) and posts (date, topic)."""
+    ids, sightings, posts = set(), set(), set()
     for path in sorted((corpus / "truth").glob("*.json")):
         for entry in json.loads(path.read_text(encoding="utf-8"))["entries"]:
+            posts.add((entry["path_date"], entry["topic"]))
             for p in entry["papers"] + entry["unrendered_papers"]:
                 ids.add(p["arxiv_id"])
                 sightings.add((entry["path_date"], entry["topic"], p["arxiv_id"], p["arxiv_version"]))
-    return ids, sightings
+    return ids, sightings, posts
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +47,17 @@ def corpus_store(tmp_path_factory):
 def test_snapshots_in_time_order_give_exactly_the_truth_papers(corpus_store):
     corpus, settings, reports = corpus_store
     assert not [r.error for r in reports if r.failed]
-    ids, sightings = truth_papers(corpus)
+    ids, sightings, posts = truth_papers(corpus)
     with session_scope(settings.database_url) as s:
         records = [paper_record(p) for p in find_papers(s, PaperFilter())]
+        stored_posts = {(d.isoformat(), t) for d, t in s.execute(select(Post.post_date, Post.topic))}
         n_posts = s.scalar(select(func.count()).select_from(Post))
     assert {r["arxiv_id"] for r in records} == ids
     assert len(records) == len(ids)  # one paper per id: no duplicates across snapshots, topics, versions
     stored = {(x["post_date"], x["topic"], r["arxiv_id"], x["version"]) for r in records for x in r["sightings"]}
     assert stored == sightings
-    expected_posts = {k for k in {(d, t) for d, t, _, _ in sightings}}
-    assert n_posts >= len(expected_posts)
+    # One post per (date, topic) of the reference, however many snapshots and URLs it appeared under.
+    assert stored_posts == posts and n_posts == len(posts)
 
 
 def test_reingesting_a_snapshot_changes_nothing(corpus_store):

@@ -28,7 +28,12 @@ from tests.conftest import ROOT, TEST_TOKEN_SECRET, corpus_or_skip
 
 DAGS = ROOT / "dags"
 SAMPLE = ROOT / "newsletter" / "sample"
-PARSE_BUDGET_S = 0.3
+# Not a speed figure (bench/dag_parse.py measures that: 0.07 s on an idle machine, 0.3 s with the 2 cores
+# shared by a dozen busy processes). A guard against parse-time WORK: a database query, a network call, a
+# sleep or a file scan at the top level of a DAG file costs seconds and the dag-processor repeats it for every
+# file every 30 s. 2 s is far above any busy-machine parse of these files and far below one such blocking call
+# (a connect timeout alone is longer); heavy imports are caught exactly by the test after this one.
+PARSE_BUDGET_S = 2.0
 HEAVY = ("feedparser", "premailer", "jinja2", "sqlalchemy", "newsletter")
 SUBSCRIBERS = SAMPLE / "subscribers.csv"  # ada, li.wei (3DGS;NeRF), grace (Diffusion; Talking Head), alan
 EVERYONE = ["ada@example.org", "alan@example.org", "grace@example.org", "li.wei@example.org"]
@@ -254,11 +259,11 @@ def test_schedule_comes_from_the_environment(tmp_path):
     assert (digest["cron"], digest["tz"]) == ("15 6 * * 1-5", "Europe/Berlin")
 
 
-def test_parse_time_under_budget(tmp_path):
-    """DagBag's own per-file parse time for dags/, best of 3 fresh processes (Airflow itself already loaded)."""
-    times = [_inspect(tmp_path)["parse_s"] for _ in range(3)]
-    print(f"dags/ parse time (DagBag), best of 3: {min(times):.3f}s (all: {', '.join(f'{t:.3f}' for t in times)})")
-    assert min(times) < PARSE_BUDGET_S
+def test_no_blocking_work_at_parse_time(tmp_path):
+    """DagBag's own per-file parse time for dags/ (Airflow itself already loaded), best of 2 fresh processes,
+    under the generous PARSE_BUDGET_S (see there why a bound and why this one)."""
+    times = [_inspect(tmp_path)["parse_s"] for _ in range(2)]
+    assert min(times) < PARSE_BUDGET_S, f"dags/ parse took {', '.join(f'{t:.3f}' for t in times)} s"
 
 
 IMPORTS = """
@@ -419,7 +424,18 @@ def test_real_corpus_date(tmp_path, airflow_db):
     assert recipients == _sent_to(tmp_path / "newsletter.db")  # one mail per ledger row, per topic choice
     assert {"ada@example.org", "alan@example.org"} <= set(recipients)  # every topic: always something to read
     assert all("2024-12-05" in m["Subject"] for m in mails)
-    assert all(len(_arxiv_ids(m)) >= 5 for m in mails)
+    # Subscribers of every topic get every paper of the issue (in full or as a linked title), and no other.
+    with sqlite3.connect(tmp_path / "newsletter.db") as db:
+        featured = {
+            arxiv
+            for (arxiv,) in db.execute(
+                "SELECT p.arxiv_id FROM issue_items i JOIN papers p ON p.id = i.paper_id JOIN issues s ON "
+                "s.id = i.issue_id WHERE s.issue_date = '2024-12-05'"
+            )
+        }
+    everything = [m for m in mails if m["Delivered-To"] in ("ada@example.org", "alan@example.org")]
+    assert len(everything) == 2 and len(featured) >= 5
+    assert all(_arxiv_ids(m) == featured for m in everything)
 
 
 def test_ingest_feeds_alerts_once_when_a_source_keeps_failing(tmp_path, airflow_db):
@@ -488,3 +504,35 @@ def test_subscriber_mail_through_the_airflow_connection(tmp_path, delivery, conn
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads(lines[-1][len("RESULT ") :])["smtp"] == expected
+
+
+def test_digest_emails_the_zero_papers_alert_once_per_outage(tmp_path, airflow_db):
+    """digest_newsletter for the issue days Tue 17 .. Fri 20 November 2026, with new papers only on Mon 16 and
+    Thu 19: `freshness` is red on Tue, Wed and Fri, but emails the admins twice, once per outage (Tue: the
+    first day without papers; Fri: after Thursday's papers ended the first outage)."""
+    from tests.smtp_server import SmtpServer
+
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    for day, arxiv in (("2026-11-16", "2611.30001v1"), ("2026-11-19", "2611.30002v1")):
+        post = _markdown_post(day, "3DGS", [(arxiv, f"Paper of {day}")])
+        (folder / f"{day}_3DGS.md").write_text(post, encoding="utf-8")
+    sources = f'\n[[sources]]\nname = "posts"\nkind = "markdown"\npath = "{folder}"\n'
+    with SmtpServer() as smtp:
+        env = _env(
+            tmp_path,
+            airflow_db,
+            _write_config(tmp_path, sources),
+            NEWSLETTER_ADMIN_EMAILS="ops@example.org",
+            AIRFLOW_CONN_SMTP_DEFAULT=f"smtp://127.0.0.1:{smtp.port}?disable_tls=true&disable_ssl=true&retry_limit=0",
+        )
+        runs = [{"logical_date": f"2026-11-{d + 1}T00:00:00+00:00"} for d in (17, 18, 19, 20)]  # issue day d
+        result = _run_dag(env, "digest_newsletter", runs, subscribers=None)
+        smtp.wait_for(2, timeout=10)
+        alerts = [email.message_from_bytes(r.data, policy=policy.default) for r in smtp.handler.received]
+    checks = [r["tasks"]["freshness[-1]"] for r in result["runs"]]
+    assert checks == ["failed", "failed", "success", "failed"], result["runs"]
+    assert [a["To"] for a in alerts] == ["ops@example.org"] * 2
+    bodies = [a.get_body(("html",)).get_content() for a in alerts]
+    assert ["no new papers for 2026-11-17 (Tuesday)" in b for b in bodies] == [True, False]
+    assert ["no new papers for 2026-11-20 (Friday)" in b for b in bodies] == [False, True]

@@ -150,10 +150,10 @@ def test_headers(rendered):
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["Precedence"] == "bulk" and msg["Auto-Submitted"] == "auto-generated"
     assert msg["MIME-Version"] == "1.0"
-    https, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", msg["List-Unsubscribe"]).groups()
+    # The one-click URL only: no mailto alternative (nothing would read that mailbox).
+    [https] = re.fullmatch(r"<(https://[^>]+)>", msg["List-Unsubscribe"]).groups()
     token = https.removeprefix("https://digest.example.org/unsubscribe?token=")
     assert token != https and verify(token, "ada@example.com", "unsubscribe")
-    assert mailto == f"mailto:unsubscribe@example.org?subject=unsubscribe%20{token}"
     body = msg.get_body(("html",)).get_content()
     assert f'href="{https}"' in body and "Hi Ada," in body
     prefs = re.search(r'href="(https://digest\.example\.org/preferences\?token=([^"]+))"', body)
@@ -201,7 +201,7 @@ def test_settings_from_config():
     )
     ms = MessageSettings.from_settings(settings)
     assert ms.from_email == "news@lab.example.edu" and ms.domain == "lab.example.edu"
-    assert ms.base_url == "https://digest.lab.example.edu" and ms.mailto == "unsubscribe@lab.example.edu"
+    assert ms.base_url == "https://digest.lab.example.edu"
     assert ms.list_id_header == "论文速递 <news.lab.example.edu>"
     msg = parse(assemble(MessageTemplate.build(SMALL, ms, 1, "2024-12-05"), PEOPLE[2]))
     assert msg["From"].addresses[0].display_name == "论文速递" and msg["Reply-To"] == "pi@lab.example.edu"

@@ -178,7 +178,7 @@ def test_repeated_digest_flags_the_second_copy():
         ("2404.00524", False, True),
     ]
     assert body.papers[3].summary_zh == "总结一（第二次生成）。"  # the copy is still returned in full
-    assert any("repeated" in w for w in body.warnings)
+    assert body.warnings == ["2 paper(s) repeated inside the post (digest pasted twice)"]
 
 
 def test_empty_post_is_an_empty_digest_not_an_error():
@@ -203,7 +203,14 @@ def test_llm_error_text_is_not_a_summary():
         None,
         "本文指出现有方法在误差累积（error accumulation）方面存在问题，并提出新方法。",
     ]
-    assert sum("LLM error text" in w for w in body.warnings) == 3
+    assert body.warnings == [
+        f"{title!r}: LLM error text instead of a summary"
+        for title in (
+            "Paper With an Error Instead of a Summary",
+            "Paper With an Apology Instead of a Summary",
+            "Paper With a Bare Error",
+        )
+    ]
     assert body.papers[3].takeaways == ["一。", "二。"]  # no summary, takeaways still read
 
 

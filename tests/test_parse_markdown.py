@@ -82,7 +82,7 @@ def test_date_precedence_and_heading_mismatch():
     by_file = parse_markdown_post(text, "2024-03-01_NeRF.md")
     assert by_file.post_date == date(2024, 3, 1)
     assert by_file.heading_date == date(2024, 3, 2)
-    assert any("differs" in w for w in by_file.warnings)
+    assert by_file.warnings == ["heading date 2024-03-02 differs from post date 2024-03-01"]
     assert parse_markdown_post(text, "NeRF.md").post_date == date(2024, 3, 5)  # front matter date
     no_date = _md("title: NeRF\n")
     assert parse_markdown_post(no_date, "NeRF.md").post_date == date(2024, 3, 2)  # heading date

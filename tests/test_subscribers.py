@@ -42,6 +42,26 @@ def test_reimport_changes_nothing_and_never_resubscribes(db_url):
         assert subscribers.get(s, "carol@example.org").status == "unsubscribed"
 
 
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced", "complained"])
+def test_an_import_never_resubscribes_or_edits_an_inactive_subscriber(db_url, status):
+    """Whatever took them out (their choice, a dead mailbox, a spam complaint), a CSV row for them changes
+    nothing: not the status, not the reason, not even the name, language or topics the row carries."""
+    with session_scope(db_url) as s:
+        subscribers.import_csv(s, CSV)
+    with session_scope(db_url) as s:
+        subscribers.set_status(subscribers.get(s, "bob@example.org"), status, f"{status} for the test")
+    changed = "email,name,language,topics\nBOB@example.org,Robert,zh,\nnew@example.org,New,en,\n"
+    with session_scope(db_url) as s:
+        report = subscribers.import_csv(s, changed)
+    assert (report.added, report.updated, report.unchanged, report.rejected) == (1, 0, 0, [])
+    assert report.kept_out == [f"bob@example.org: {status}, not resubscribed by an import"]
+    with session_scope(db_url) as s:
+        bob = subscribers.get(s, "bob@example.org")
+        assert (bob.status, bob.status_reason) == (status, f"{status} for the test")
+        assert (bob.name, bob.language, bob.topics) == ("Bob", "en", ["3DGS", "NeRF"])
+        assert "bob@example.org" not in {sub.email for sub in subscribers.active(s)}
+
+
 def test_missing_columns_is_an_error(db_url):
     with session_scope(db_url) as s, pytest.raises(subscribers.SubscriberError, match="language"):
         subscribers.import_csv(s, "email,name\na@example.org,A\n")

@@ -1,17 +1,15 @@
-"""Venue acceptance from arXiv comments: our own labelled cases, the corpus dev set, speed."""
+"""Venue acceptance from arXiv comments: our own labelled cases and the corpus dev set. (Speed per comment is a
+benchmark, bench/venue_speed.py, not a test.)"""
 
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 
 import pytest
 
 from bench.venues import score, venue_matches
 from newsletter.records import Venue
-from newsletter.registry import venues
 from newsletter.registry.venues import extract_venue, known_venues
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "venue_cases.jsonl"
@@ -68,15 +66,20 @@ def test_fixture_scores() -> None:
 
 
 @pytest.mark.corpus
-def test_corpus_dev_set_meets_targets() -> None:
+def test_corpus_dev_set_is_read_exactly() -> None:
+    """Every labelled comment of the dev set exactly right: accepted, venue, year and track (the floors of
+    TARGETS are for unseen comments; on the dev set the truth is known)."""
     if not CORPUS.is_dir():
         pytest.skip(f"real-data corpus not found at {CORPUS} (it sits beside the repository, not in it)")
     path = CORPUS / "venues_dev.jsonl"
     if not path.is_file():
         pytest.skip(f"labelled dev set not found at {path}")
-    result = score(_load(path))
-    assert result["n"] >= 60
-    _assert_targets(result)
+    examples = _load(path)
+    result = score(examples)
+    assert result["misses"] == []
+    assert (result["n"], result["n_accepted"]) == (len(examples), sum(bool(e["accepted"]) for e in examples))
+    for key in (*TARGETS, "track_accuracy"):
+        assert result[key] == 1.0, key
 
 
 @pytest.mark.parametrize(
@@ -125,17 +128,3 @@ def test_venue_matching_ignores_case_and_spaces() -> None:
     assert not venue_matches("CVPR", "ICCV")
     assert venue_matches(None, None)
     assert not venue_matches(None, "CVPR")
-
-
-def test_fast_enough_for_every_sighting() -> None:
-    """Typical comments take well under 0.1 ms (uncached; repeated comments hit a cache)."""
-    uncached = venues._extract_cached.__wrapped__
-    timings = []
-    for case in CASES:
-        best = float("inf")
-        for _ in range(3):  # best of three: the machine may be busy with other work
-            start = time.perf_counter()
-            uncached(case["comment"])
-            best = min(best, time.perf_counter() - start)
-        timings.append(best)
-    assert statistics.median(timings) < 1e-4, f"median {statistics.median(timings) * 1e6:.0f} us per comment"

@@ -233,3 +233,16 @@ class IssueVariant(Base):
     n_listed: Mapped[int] = mapped_column(Integer, default=0)
     content_hash: Mapped[str] = mapped_column(String(64))  # the issue's hash when rendered
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OpenAlert(Base):
+    """An outage that has been alerted on and has not ended yet (e.g. weekdays without new papers). The row
+    exists from the check that first found the condition until the first check that finds it cleared: the
+    alert emails once per outage, when its row is created."""
+
+    __tablename__ = "open_alerts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # what is wrong, e.g. "no-new-papers"
+    since: Mapped[date] = mapped_column(Date)  # the day the outage was first seen
+    last_seen: Mapped[date] = mapped_column(Date)  # the latest day that still showed it
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -15,9 +15,10 @@ Headers
 -------
 `From` / `Reply-To` come from `[delivery] from` / `reply_to`; the Subject is the variant's, RFC 2047-encoded
 where it is not ASCII. `Message-ID` is deterministic per (issue, subscriber), so a re-send of the same delivery
-carries the same id and mail clients can recognise it. `List-Unsubscribe` offers the one-click HTTPS link and a
-mailto address, with `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058; Gmail and Yahoo require it
-from bulk senders). `Precedence: bulk`, `Auto-Submitted: auto-generated` and `X-Auto-Response-Suppress` keep
+carries the same id and mail clients can recognise it. `List-Unsubscribe` offers the one-click HTTPS link only,
+with `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058; Gmail and Yahoo require it from bulk
+senders). No `mailto:` alternative: nothing here reads mail sent to such an address, so it would promise an
+unsubscribe that never happens. `Precedence: bulk`, `Auto-Submitted: auto-generated` and `X-Auto-Response-Suppress` keep
 vacation responders and auto-replies from answering the digest.
 
 Two ways to build a message
@@ -90,7 +91,6 @@ class MessageSettings:
     reply_to: str | None = None
     base_url: str = DEFAULT_BASE_URL
     list_id: str | None = None  # default: "<From display name> <local.domain>" of From
-    unsubscribe_mailto: str | None = None  # default: unsubscribe@<From domain>
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MessageSettings:
@@ -100,7 +100,6 @@ class MessageSettings:
             reply_to=delivery.reply_to,
             base_url=settings.web.base_url,
             list_id=delivery.list_id,
-            unsubscribe_mailto=delivery.unsubscribe_mailto,
         )
 
     # cached: parseaddr costs ~0.1 ms, and these are read for every message
@@ -119,10 +118,6 @@ class MessageSettings:
         name, addr = parseaddr(self.from_addr)
         local, _, domain = addr.partition("@")
         return f"{_one_line(name) or 'Paper Digest'} <{local}.{domain}>"
-
-    @cached_property
-    def mailto(self) -> str:
-        return self.unsubscribe_mailto or f"unsubscribe@{self.domain}"
 
 
 def _one_line(text: str | None) -> str:
@@ -167,8 +162,8 @@ def personal_values(ms: MessageSettings, lang: str, recipient: Recipient) -> Per
 
 
 def list_unsubscribe(ms: MessageSettings, personal: Personal) -> str:
-    mailto = f"mailto:{ms.mailto}?subject=unsubscribe%20{personal.unsubscribe_token}"
-    return f"<{personal.unsubscribe_url}>, <{mailto}>"
+    """The one-click URL only (module docstring: why no mailto)."""
+    return f"<{personal.unsubscribe_url}>"
 
 
 def canonical_text(text: str) -> str:
@@ -395,5 +390,5 @@ def assemble(
 
 
 def _fold_list_unsubscribe(value: str) -> bytes:
-    """`List-Unsubscribe: <https://...>,\\r\\n <mailto:...>`: folded after the comma, never inside a URL."""
+    """`List-Unsubscribe: <https://...>`; a list of URLs is folded after each comma, never inside a URL."""
     return ("List-Unsubscribe: " + value.replace(", ", ",\r\n ") + "\r\n").encode("ascii")

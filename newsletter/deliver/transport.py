@@ -17,12 +17,13 @@ this level could deliver a message twice, so every failure is reported to the ca
   further message would fail the same way: the caller stops the run.
 
 `open()` raises `SendFailure(kind="disconnected")` when the server cannot be reached, and `TransportError`
-for what a retry cannot fix (authentication refused, STARTTLS unsupported).
+for what a retry cannot fix (authentication refused, STARTTLS unsupported, an untrusted certificate).
 
 SMTP settings, first found wins:
 1. `NEWSLETTER_SMTP_URL`, a stable interface: `smtp://user:pass@host:587?tls=starttls`, `smtps://host` for
    implicit TLS; `?tls=none|starttls|ssl`; user and password percent-encoded; default ports 25 (none),
-   587 (starttls), 465 (ssl); also `?timeout=30`.
+   587 (starttls), 465 (ssl); also `?timeout=30`, and `?cafile=/path/ca.pem` to trust exactly that CA for the
+   relay (a private CA; default: the system's CA store). The certificate and host name are always verified.
 2. `[delivery.smtp]` in the config: `url = "..."` (same syntax, without secrets), or `host`, `port`, `tls`,
    `username`; the password from `NEWSLETTER_SMTP_PASSWORD` (secrets never live in the file).
 In the DAGs, when neither is set, the Airflow connection `smtp_default` (dags/_digest_common.py exports it as
@@ -43,7 +44,7 @@ import smtplib
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -106,6 +107,7 @@ class SmtpConfig:
     password: str | None = None
     timeout: float = 30.0
     local_hostname: str | None = None
+    cafile: str | None = None  # trust exactly this CA (PEM) for the relay; None: the system's CA store
 
     def describe(self) -> str:
         """For logs and reports: never the password."""
@@ -138,6 +140,7 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         timeout=timeout,
+        cafile=query.get("cafile") or None,
     )
 
 
@@ -154,7 +157,7 @@ def _from_section(section: SmtpSettings) -> SmtpConfig:
         )
     password = os.environ.get("NEWSLETTER_SMTP_PASSWORD")
     if password and cfg.password is None:
-        cfg = SmtpConfig(cfg.host, cfg.port, cfg.tls, cfg.username, password, cfg.timeout)
+        cfg = replace(cfg, password=password)
     return cfg
 
 
@@ -241,7 +244,7 @@ class SmtpTransport(_Base):
     def ssl_context(self) -> ssl.SSLContext:
         # Created on first use: loading the CA store costs ~50 ms, and a plain connection never needs it.
         if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
+            self._ssl_context = ssl.create_default_context(cafile=self.cfg.cafile)
         return self._ssl_context
 
     def open(self) -> None:
@@ -254,6 +257,8 @@ class SmtpTransport(_Base):
                 smtp = _SMTP(cfg.host, cfg.port, cfg.local_hostname, timeout=cfg.timeout)
         except smtplib.SMTPConnectError as exc:
             raise SendFailure("disconnected", exc.smtp_code, _text(exc.smtp_error), "connect") from exc
+        except ssl.SSLCertVerificationError as exc:  # before OSError: a retry cannot fix it
+            raise TransportError(f"{cfg.describe()}: certificate not trusted: {exc.verify_message}") from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise SendFailure("disconnected", None, f"cannot connect to {cfg.describe()}: {exc}", "connect") from exc
         try:
@@ -278,6 +283,8 @@ class SmtpTransport(_Base):
             raise TransportError(f"{cfg.describe()}: authentication refused: {exc.smtp_code}") from exc
         except smtplib.SMTPNotSupportedError as exc:
             raise TransportError(f"{cfg.describe()}: {exc}") from exc
+        except ssl.SSLCertVerificationError as exc:  # STARTTLS to a relay we do not trust
+            raise TransportError(f"{cfg.describe()}: certificate not trusted: {exc.verify_message}") from exc
         except smtplib.SMTPResponseException as exc:
             raise SendFailure("disconnected", exc.smtp_code, _text(exc.smtp_error), "helo") from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:

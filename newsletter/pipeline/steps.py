@@ -14,10 +14,11 @@ from email import policy
 from pathlib import Path
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.db.models import Delivery, FetchLog, IssueRow, IssueVariant, Paper, Subscriber
+from newsletter.db.models import Delivery, FetchLog, IssueRow, IssueVariant, OpenAlert, Paper, Subscriber
 from newsletter.deliver.ledger import (
     deliveries_report,
     needed_variants,
@@ -181,8 +182,16 @@ def _consecutive_failures(session, source: str, limit: int = 10) -> int:
     return count
 
 
-def freshness_step(settings: Settings, day: date, max_failures: int = 2) -> dict:
-    """Alerts: a weekday that brought zero new papers, or a source that failed `max_failures` runs in a row."""
+NO_NEW_PAPERS = "no-new-papers"
+
+
+def freshness_step(settings: Settings, day: date, max_failures: int = 2, track: bool = False) -> dict:
+    """Alerts: a weekday that brought zero new papers, or a source that failed `max_failures` runs in a row.
+
+    `alerts` lists every condition that holds; `notify` those worth an email now. With `track` (the daily
+    digest, once per issue day) the zero-papers alert notifies once per outage: the first weekday without
+    papers opens it (`open_alerts`), later ones find it open, and the first day with new papers closes it. A
+    failing source notifies on every call (the daily reminder; ingest_feeds emails the first failure itself)."""
 
     with session_scope(settings.database_url) as session:
         new = session.scalar(select(func.count()).select_from(Paper).where(Paper.first_post_date == day)) or 0
@@ -191,11 +200,42 @@ def freshness_step(settings: Settings, day: date, max_failures: int = 2) -> dict
             for s in settings.sources
             if s.enabled and (n := _consecutive_failures(session, s.name)) >= max_failures
         }
-    alerts = []
-    if day.weekday() < 5 and new == 0:
+        stalled = opened = day.weekday() < 5 and new == 0
+        if track and (stalled or new):  # a weekend without papers neither starts nor ends an outage
+            opened = _track_outage(session, NO_NEW_PAPERS, day, stalled)
+    alerts, notify = [], []
+    if stalled:
         alerts.append(f"no new papers for {day} ({day:%A}): is upstream stalled or is ingestion broken?")
-    alerts += [f"source {name} failed {n} runs in a row" for name, n in failing.items()]
-    return {"day": day.isoformat(), "new_papers": new, "failing_sources": failing, "alerts": alerts}
+        if opened:
+            notify.append(alerts[-1])
+    sources = [f"source {name} failed {n} runs in a row" for name, n in failing.items()]
+    alerts += sources
+    notify += sources
+    return {"day": day.isoformat(), "new_papers": new, "failing_sources": failing, "alerts": alerts, "notify": notify}
+
+
+def _track_outage(session, key: str, day: date, holds: bool) -> bool:
+    """Keep `open_alerts` in step with the condition `key` as checked for `day`; True only when this check
+    opened the outage (the one time to notify). A day older than the open outage's first day (a backfill)
+    neither ends it nor extends it."""
+    row = session.get(OpenAlert, key)
+    if not holds:
+        if row is not None and day >= row.since:
+            session.delete(row)
+        return False
+    if row is not None:
+        row.last_seen = max(row.last_seen, day)
+        return False
+    values = {"key": key, "since": day, "last_seen": day, "opened_at": datetime.now(UTC)}
+    # ON CONFLICT DO NOTHING: when two checks race, exactly one of them opens the outage (and notifies).
+    opened = session.execute(_insert_ignore(session, OpenAlert).values(values).returning(OpenAlert.key))
+    return opened.scalar() is not None
+
+
+def _insert_ignore(session, model):
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    return insert(model).on_conflict_do_nothing()
 
 
 # ---- delivery ---------------------------------------------------------------------------------------------

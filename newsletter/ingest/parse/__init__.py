@@ -25,13 +25,13 @@ def parse_payload(payload: Payload) -> tuple[list[ParsedPost], list[str]]:
     """Bytes -> posts, with warnings that name the source and the item."""
     name = Path(payload.location).name
     if payload.kind == "feed":
-        result = parse_feed(payload.data, payload.source)
+        result = parse_feed(payload.data, name)  # feed-level warnings name the file: "<source>: <file>: ..."
         warnings = [f"{payload.source}: {w}" for w in result.warnings]
         warnings += [f"{payload.source}: {post.key} ({post.url}): {w}" for post in result.posts for w in post.warnings]
         if result.bozo and not result.posts:
             raise ValueError(f"feed could not be parsed: {result.bozo}")
         if result.bozo:
-            warnings.append(f"{payload.source}: feed is malformed ({result.bozo}); kept what could be read")
+            warnings.append(f"{payload.source}: {name}: feed is malformed ({result.bozo}); kept what could be read")
         return result.posts, warnings
     text, warning = decode_text(payload.data)
     warnings = [f"{payload.source}: {name}: {warning}"] if warning else []
