@@ -17,12 +17,33 @@ from newsletter.ingest.parse.digest_text import parse_text_post, topic_from_slug
 from newsletter.ingest.parse.feed import parse_feed
 from newsletter.ingest.parse.post_file import parse_markdown_post
 from newsletter.records import ParsedPost
+from newsletter.registry.venues import COMMENT_MAX_CHARS
 
 _HTML_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})[_ ](.+?)(\.html?)?$")
 
 
 def parse_payload(payload: Payload) -> tuple[list[ParsedPost], list[str]]:
     """Bytes -> posts, with warnings that name the source and the item."""
+    posts, warnings = _parse(payload)
+    for post in posts:
+        warnings += [f"{payload.source}: {post.key}: {w}" for w in _bound_comments(post)]
+    return posts, warnings
+
+
+def _bound_comments(post: ParsedPost) -> list[str]:
+    """Cut comments over COMMENT_MAX_CHARS (no arXiv comment is that long; venues reads no further), one
+    warning per paper cut."""
+    warnings = []
+    for paper in post.papers:
+        if paper.comment and len(paper.comment) > COMMENT_MAX_CHARS:
+            warnings.append(
+                f"{paper.title[:80]!r}: comment of {len(paper.comment):,} characters cut to {COMMENT_MAX_CHARS:,}"
+            )
+            paper.comment = paper.comment[:COMMENT_MAX_CHARS]
+    return warnings
+
+
+def _parse(payload: Payload) -> tuple[list[ParsedPost], list[str]]:
     name = Path(payload.location).name
     if payload.kind == "feed":
         result = parse_feed(payload.data, payload.source)
