@@ -4,7 +4,10 @@ Two shapes built from the bundled sample feed, each at a small and a large size 
 - comment: one paper whose arXiv comment is the whole payload, full of venue mentions (reading venues out of
   it used to grow with the square of its length: 200 KB took minutes);
 - entries: the sample's digest entries repeated with fresh dates and ids until the size is reached (many
-  posts and papers, the shape of a very large feed).
+  posts and papers, the shape of a very large feed);
+- markdown: the sample Markdown post with a bold word in every sentence of one abstract half the size, then
+  its digest repeated under fresh ids (looking around each bold run, and for the next date heading per
+  paper, used to be quadratic).
 Each run is a whole `ingest_file` (archive + parse + dedupe + SQLite writes) in a fresh process, so its peak
 RSS is its own; the payload cap is lifted for the run. Last line: large_input_scaling=<worst over shapes of
 (time large / time small) / (large / small)>: 1.0 is linear, (large / small) would be quadratic.
@@ -28,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SAMPLE = ROOT / "newsletter" / "sample" / "feed.xml"
+SAMPLE_MD = next((ROOT / "newsletter" / "sample" / "markdown").glob("*.md"))
 COMMENT = "Accepted by CVPR 2027. 14 pages, 8 figures"
-SHAPES = ("comment", "entries")
+SHAPES = ("comment", "entries", "markdown")
 
 
 def comment_feed(size: int) -> bytes:
@@ -55,6 +59,28 @@ def entries_feed(size: int) -> bytes:
     return "".join(parts).encode()
 
 
+def markdown_post(size: int) -> bytes:
+    """Half the size in one paper's abstract (a bold word in every sentence), half in repeated digests."""
+    front, body = SAMPLE_MD.read_text(encoding="utf-8").split("\n---\n", 1)
+    unit = "We **generate** talking heads, and **more**: "
+    body = body.replace("We generate", unit * (size // 2 // len(unit)) + "We generate", 1)
+    parts, total, i = [front, "\n---\n", body], len(front) + len(body.encode()), 0
+    while total < size:
+        copy = re.sub(r"(\d{4})\.(\d{5})", lambda m, i=i: f"{m.group(1)}.{(int(m.group(2)) + 7 * i) % 10**5:05d}", body)
+        copy = copy.replace("## ", f"## {i} ").replace(unit, "")  # distinct titles: not a repeated digest
+        parts.append(copy)
+        total += len(copy.encode())
+        i += 1
+    return "".join(parts).encode()
+
+
+BUILDERS = {
+    "comment": (comment_feed, "feed"),
+    "entries": (entries_feed, "feed"),
+    "markdown": (markdown_post, "markdown"),
+}
+
+
 def one_run(shape: str, megabytes: float) -> dict:
     """Build the payload, ingest it once into a fresh SQLite store; time and peak RSS of this process."""
     from newsletter.config import load_settings
@@ -62,9 +88,10 @@ def one_run(shape: str, megabytes: float) -> dict:
     from newsletter.pipeline.ingest import ingest_file
 
     size = int(megabytes * 1_000_000)
-    data = comment_feed(size) if shape == "comment" else entries_feed(size)
+    build, kind = BUILDERS[shape]
+    data = build(size)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{shape}.xml"
+        path = Path(tmp) / (SAMPLE_MD.name if kind == "markdown" else f"{shape}.xml")
         path.write_bytes(data)
         del data
         base = load_settings(ROOT / "newsletter.toml")
@@ -73,7 +100,7 @@ def one_run(shape: str, megabytes: float) -> dict:
         settings = replace(base, database_url=url, archive_dir=f"{tmp}/raw", fetch=fetch)
         migrate(get_engine(url))
         start = time.perf_counter()
-        report = ingest_file(settings, path, kind="feed", source="bench")
+        report = ingest_file(settings, path, kind=kind, source="bench")
         elapsed = time.perf_counter() - start
     if report.failed:
         raise SystemExit(f"{shape} {megabytes} MB: ingest failed: {report.error}")
