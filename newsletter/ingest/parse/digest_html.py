@@ -245,6 +245,7 @@ class _Reader:
             if day:  # "YYYY-MM-DD 更新": a digest (or a repeated copy of it) starts
                 self._finish()
                 self.body.heading_date = self.body.heading_date or day
+                self.body.heading_dates.add(day)
             return
         if seg.tag == "h2":
             self.pending = text
