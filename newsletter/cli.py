@@ -255,7 +255,7 @@ def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with session_scope(settings.database_url) as session:
             if args.action == "import":
-                return _print_import(subs.import_csv(session, Path(args.file).read_text(encoding="utf-8-sig")))
+                return _print_import(subs.import_file(session, Path(args.file), args.encoding))
             if args.action == "list":
                 return _list_subscribers(session, args.status)
             if args.action == "add":
@@ -283,8 +283,10 @@ def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
 def _print_import(report) -> int:
     out.print(
         f"import: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-        f"{len(report.kept_out)} kept out, {len(report.rejected)} rejected"
+        f"{len(report.kept_out)} kept out, {len(report.rejected)} rejected (read as {report.encoding})"
     )
+    for line in report.notes:
+        err.print(f"[yellow]note:[/yellow] {line}")
     for line in report.kept_out:
         err.print(f"[yellow]kept out:[/yellow] {line}")
     for line in report.rejected:
@@ -456,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--topics", help="';'-separated topics (default: all)")
     a = ssub.add_parser("import", help="CSV with columns email,name,language,topics")
     a.add_argument("file")
+    a.add_argument("--encoding", help="the file's encoding (default: detected, and reported)")
     a = ssub.add_parser("list")
     a.add_argument("--status", choices=["active", "unsubscribed", "bounced", "complained"])
     a = ssub.add_parser("set")

@@ -28,6 +28,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    mail_options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -72,7 +73,8 @@ class FaultyHandler:
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
+            content, options = bytes(envelope.content), list(envelope.mail_options)
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), content, options))
             n = len(self.received)
         session.n_accepted = getattr(session, "n_accepted", 0) + 1
         if self.delay_s:
@@ -100,9 +102,10 @@ class _AnyPortController(Controller):
 
 
 class SmtpServer:
-    def __init__(self, handler: FaultyHandler | None = None):
+    def __init__(self, handler: FaultyHandler | None = None, smtputf8: bool = False):
         self.handler = handler or FaultyHandler()
-        self.controller = _AnyPortController(self.handler, hostname="127.0.0.1", port=0)
+        # smtputf8: offer SMTPUTF8 (RFC 6531), the extension non-ASCII local parts need
+        self.controller = _AnyPortController(self.handler, hostname="127.0.0.1", port=0, enable_SMTPUTF8=smtputf8)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

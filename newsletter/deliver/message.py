@@ -50,8 +50,10 @@ from email.utils import format_datetime, formataddr, parseaddr
 from functools import cached_property
 from typing import Protocol
 
+from email_validator import EmailNotValidError, validate_email
 from markupsafe import escape
 
+from newsletter.deliver.subscribers import NAME_MAX_CHARS
 from newsletter.deliver.tokens import make_token
 from newsletter.render.variant import PLACEHOLDERS, RenderedVariant, greeting, personalize
 
@@ -64,6 +66,7 @@ _PH_RE = re.compile("|".join(re.escape(t) for t in PLACEHOLDERS.values()))
 _TOKEN_NAME = {token: name for name, token in PLACEHOLDERS.items()}
 _EOL = re.compile(r"\r\n|\r|\n")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]+")
+_DISPLAY_FOLD = 72  # an ASCII display name longer than this is written as encoded-words, which fold
 
 
 class Recipient(Protocol):
@@ -194,8 +197,29 @@ _REGISTRY.map_to_type("list-unsubscribe", _UrlListHeader)
 _REFERENCE_POLICY = policy.SMTP.clone(header_factory=_REGISTRY)
 
 
+def mail_address(email: str) -> str:
+    """The address as SMTP and the To: header carry it: an internationalised domain in IDNA form (A-labels,
+    `user@xn--bcher-kva.example`), the local part as written. A non-ASCII local part (`pelé@example.org`)
+    stays UTF-8: only a server offering SMTPUTF8 (RFC 6531) takes it, and the header is then UTF-8 (RFC 6532)."""
+    local, _, domain = email.rpartition("@")
+    if domain.isascii():
+        return email
+    try:
+        return f"{local}@{validate_email(email, check_deliverability=False).ascii_domain}"
+    except EmailNotValidError:
+        return email  # stored before validation existed: the transport reports it per recipient
+
+
+def display_name(name: str | None) -> str:
+    """One line, at most NAME_MAX_CHARS: a header line has 998 octets at most (RFC 5322), whatever is stored."""
+    name = _one_line(name)
+    return name if len(name) <= NAME_MAX_CHARS else name[: NAME_MAX_CHARS - 1] + "…"
+
+
 def _address(name: str, email: str) -> Address:
-    return Address(display_name=_one_line(name), addr_spec=email)
+    # By parts: Address(addr_spec=...) refuses a non-ASCII local part even under a UTF-8 policy.
+    local, _, domain = mail_address(email).rpartition("@")
+    return Address(display_name=display_name(name), username=local, domain=domain)
 
 
 def build_message(
@@ -209,7 +233,8 @@ def build_message(
     """The reference message, built with EmailMessage: ~5 ms, several times `assemble()`. Tests compare the two."""
     personal = personal_values(ms, variant.lang, recipient)
     html, text = personalize(variant, personal.values())
-    msg = EmailMessage(policy=_REFERENCE_POLICY)
+    utf8 = not mail_address(recipient.email).isascii()  # SMTPUTF8: the header carries the address in UTF-8
+    msg = EmailMessage(policy=_REFERENCE_POLICY.clone(utf8=True) if utf8 else _REFERENCE_POLICY)
     msg["Date"] = date_header or format_datetime(datetime.now(UTC))
     msg["From"] = ms.from_addr
     msg["To"] = _address(recipient.name, recipient.email)
@@ -334,13 +359,17 @@ def _encoded_words(text: str, max_bytes: int = 45) -> str:
 
 
 def _to_header(name: str, email: str) -> bytes:
-    """`To: name <email>`; the stdlib folder gives the same result but costs ~1 ms for a long name."""
-    name = _one_line(name)
+    """`To: name <email>`, every line within 78 characters; the stdlib folder gives the same result but costs
+    ~1 ms for a long name. A long ASCII name becomes encoded-words too: they fold anywhere (a name without
+    spaces would otherwise make one line as long as itself). UTF-8 only for a non-ASCII local part (SMTPUTF8)."""
+    name, email = display_name(name), mail_address(email)
     if not name:
-        return f"To: {email}\r\n".encode("ascii")
-    display = formataddr((name, email)).rpartition(" <")[0] if name.isascii() else _encoded_words(name)
-    sep = " " if len(display) + len(email) < 70 else "\r\n "  # fold before the address when long
-    return f"To: {display}{sep}<{email}>\r\n".encode("ascii")
+        return f"To: {email}\r\n".encode()
+    display = formataddr((name, "x@x"))[:-6] if name.isascii() else ""
+    if not display or len(display) > _DISPLAY_FOLD:
+        display = _encoded_words(name)
+    sep = " " if len(display.rpartition("\n")[2]) + len(email) < 70 else "\r\n "  # fold before a long address
+    return f"To: {display}{sep}<{email}>\r\n".encode()
 
 
 @dataclass
