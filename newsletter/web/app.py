@@ -23,17 +23,19 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from newsletter.config import ConfigError, Settings
 from newsletter.db import session_scope
@@ -163,6 +165,15 @@ async def _read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+def _unread(exc: Exception) -> Response:
+    """The answer to a body that was not read: too large (413), or the client left mid-request, which is
+    routine on the internet and worth an INFO line, not an ERROR with a traceback (nobody gets this answer)."""
+    if isinstance(exc, ClientDisconnect):
+        log.info("client disconnected before its request body was read")
+        return PlainTextResponse("client disconnected", status_code=400)
+    return PlainTextResponse("request body too large", status_code=413)
+
+
 def _parse_form(request: Request, body: bytes) -> dict[str, list[str]]:
     # Parsed here rather than with fastapi.Form: that needs python-multipart, which is not a dependency.
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -195,9 +206,10 @@ def _unsubscribe(web: _Web, token: str, reason: str) -> HTMLResponse:
         sub = subscriber_for_token(session, token, "unsubscribe")
         if sub is None:
             return web.invalid_token()
-        # A bounced address becomes unsubscribed (the person's choice outlives a mailbox problem); a complaint
-        # is already the stronger "never again", so it stays. Either way the answer is the same success page.
-        if sub.status in ("active", "bounced"):
+        # Only an active address becomes unsubscribed. A bounced or complained one stays as it is: it already gets
+        # nothing, and turning it into "unsubscribed" would let the preferences page resubscribe it, an operator's
+        # decision. Either way the answer is the same success page.
+        if sub.status == "active":
             subscribers.set_status(sub, "unsubscribed", reason)
         return web.page(
             "unsubscribed.html.j2",
@@ -329,6 +341,17 @@ def _healthz(web: _Web) -> JSONResponse:
 def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastAPI:
     web = _make_web(settings, templates_dir)
     app = FastAPI(title="paper-digest", docs_url=None, redoc_url=None, openapi_url=None)
+    # Starlette's own slash redirect is absolute, built from the Host header: an attacker's Host would come
+    # back in Location. The one such redirect worth keeping (/archive) is a relative route below.
+    app.router.redirect_slashes = False
+    get = partial(app.api_route, methods=["GET", "HEAD"])  # HEAD wherever GET (FastAPI's get() answers 405)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Sent by the outermost middleware, past security_headers: the headers are set here. Starlette still
+        # re-raises, so the server logs the traceback.
+        headers = {**BASE_HEADERS, "Content-Security-Policy": web.csp, **PRIVATE_HEADERS}
+        return PlainTextResponse("internal server error", status_code=500, headers=headers)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -338,11 +361,15 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
         response.headers.setdefault("Content-Security-Policy", web.csp)
         return response
 
-    @app.get("/", include_in_schema=False)
+    @get("/", include_in_schema=False)
     def index() -> Response:
         return RedirectResponse("archive/", status_code=307)
 
-    @app.get("/unsubscribe")
+    @get("/archive", include_in_schema=False)
+    def archive_no_slash() -> Response:
+        return RedirectResponse("archive/", status_code=307)  # relative: never the request's Host
+
+    @get("/unsubscribe")
     def unsubscribe_page(token: str = "") -> Response:
         return _unsubscribe_page(web, token)
 
@@ -352,12 +379,12 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
         # URL is all that matters, so any body (or none) is accepted. The body only labels the reason.
         try:
             body = await _read_body(request)
-        except _FormTooLarge:
-            return Response("request body too large", status_code=413)
+        except (_FormTooLarge, ClientDisconnect) as exc:
+            return _unread(exc)
         reason = "one-click" if b"One-Click" in body else "unsubscribe page"
         return await run_in_threadpool(_unsubscribe, web, token, reason)
 
-    @app.get("/preferences")
+    @get("/preferences")
     def preferences_page(token: str = "") -> Response:
         return _preferences_page(web, token)
 
@@ -365,20 +392,20 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
     async def preferences(request: Request, token: str = "") -> Response:
         try:
             form = _parse_form(request, await _read_body(request))
-        except _FormTooLarge:
-            return Response("request body too large", status_code=413)
+        except (_FormTooLarge, ClientDisconnect) as exc:
+            return _unread(exc)
         return await run_in_threadpool(_save_preferences, web, token, form)
 
-    @app.get("/archive/")
+    @get("/archive/")
     def archive_index() -> Response:
         days = [d.isoformat() for d in archive_dates(web.archive_dir)]
         return web.page("archive_index.html.j2", private=False, days=days)
 
-    @app.get("/archive/{day}")
+    @get("/archive/{day}")
     def archive_page(day: str) -> Response:
         return _archive_file(web, day)
 
-    @app.get("/healthz")
+    @get("/healthz")
     def healthz() -> Response:
         return _healthz(web)
 
