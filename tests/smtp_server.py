@@ -28,6 +28,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    mail_options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -72,7 +73,8 @@ class FaultyHandler:
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
+            content, options = bytes(envelope.content), list(envelope.mail_options)
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), content, options))
             n = len(self.received)
         session.n_accepted = getattr(session, "n_accepted", 0) + 1
         if self.delay_s:
@@ -101,11 +103,14 @@ class _AnyPortController(Controller):
 
 class SmtpServer:
     """`options` go to aiosmtpd: `ssl_context` (implicit TLS), `tls_context` + `require_starttls` (STARTTLS),
-    `authenticator`, `auth_required`, `auth_exclude_mechanism` (tests/test_smtp_tls.py)."""
+    `authenticator`, `auth_required`, `auth_exclude_mechanism` (tests/test_smtp_tls.py). `smtputf8`: offer
+    SMTPUTF8 (RFC 6531), the extension non-ASCII local parts need."""
 
-    def __init__(self, handler: FaultyHandler | None = None, **options):
+    def __init__(self, handler: FaultyHandler | None = None, smtputf8: bool = False, **options):
         self.handler = handler or FaultyHandler()
-        self.controller = _AnyPortController(self.handler, hostname="127.0.0.1", port=0, **options)
+        self.controller = _AnyPortController(
+            self.handler, hostname="127.0.0.1", port=0, enable_SMTPUTF8=smtputf8, **options
+        )
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

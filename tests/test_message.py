@@ -17,11 +17,12 @@ from newsletter.deliver.message import (
     MessageSettings,
     MessageTemplate,
     Person,
-    _one_line,
     _static_extra_headers,
     assemble,
     canonical_text,
+    display_name,
     list_unsubscribe,
+    mail_address,
     make_message_id,
     personal_values,
 )
@@ -60,14 +61,21 @@ _REGISTRY.map_to_type("list-unsubscribe", _UrlListHeader)
 _REFERENCE_POLICY = policy.SMTP.clone(header_factory=_REGISTRY)
 
 
+def _address(name: str, email: str) -> Address:
+    # By parts: Address(addr_spec=...) refuses a non-ASCII local part even under a UTF-8 policy.
+    local, _, domain = mail_address(email).rpartition("@")
+    return Address(display_name=display_name(name), username=local, domain=domain)
+
+
 def build_message(variant, recipient, ms: MessageSettings, *, message_id: str, date_header: str) -> bytes:
     """What `assemble()` must be equivalent to."""
     personal = personal_values(ms, variant.lang, recipient)
     html, text = personalize(variant, personal.values())
-    msg = EmailMessage(policy=_REFERENCE_POLICY)
+    utf8 = not mail_address(recipient.email).isascii()  # SMTPUTF8: the header carries the address in UTF-8
+    msg = EmailMessage(policy=_REFERENCE_POLICY.clone(utf8=True) if utf8 else _REFERENCE_POLICY)
     msg["Date"] = date_header
     msg["From"] = ms.from_addr
-    msg["To"] = Address(display_name=_one_line(recipient.name), addr_spec=recipient.email)
+    msg["To"] = _address(recipient.name, recipient.email)
     msg["Subject"] = variant.subject
     msg["Message-ID"] = message_id
     if ms.reply_to:

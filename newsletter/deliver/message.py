@@ -49,9 +49,11 @@ from email.utils import format_datetime, formataddr, parseaddr
 from functools import cached_property
 from typing import Protocol
 
+from email_validator import EmailNotValidError, validate_email
 from markupsafe import escape
 
 from newsletter.config import Settings
+from newsletter.deliver.subscribers import NAME_MAX_CHARS
 from newsletter.deliver.tokens import make_token
 from newsletter.render.variant import PLACEHOLDERS, RenderedVariant, greeting
 
@@ -64,6 +66,7 @@ _PH_RE = re.compile("|".join(re.escape(t) for t in PLACEHOLDERS.values()))
 _TOKEN_NAME = {token: name for name, token in PLACEHOLDERS.items()}
 _EOL = re.compile(r"\r\n|\r|\n")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]+")
+_DISPLAY_FOLD = 72  # an ASCII display name longer than this is written as encoded-words, which fold
 
 
 class Recipient(Protocol):
@@ -177,6 +180,25 @@ def canonical_text(text: str) -> str:
 _POLICY = policy.SMTP  # headers folded and RFC 2047-encoded as EmailMessage does it
 
 
+def mail_address(email: str) -> str:
+    """The address as SMTP and the To: header carry it: an internationalised domain in IDNA form (A-labels,
+    `user@xn--bcher-kva.example`), the local part as written. A non-ASCII local part (`pelé@example.org`)
+    stays UTF-8: only a server offering SMTPUTF8 (RFC 6531) takes it, and the header is then UTF-8 (RFC 6532)."""
+    local, _, domain = email.rpartition("@")
+    if domain.isascii():
+        return email
+    try:
+        return f"{local}@{validate_email(email, check_deliverability=False).ascii_domain}"
+    except EmailNotValidError:
+        return email  # stored before validation existed: the transport reports it per recipient
+
+
+def display_name(name: str | None) -> str:
+    """One line, at most NAME_MAX_CHARS: a header line has 998 octets at most (RFC 5322), whatever is stored."""
+    name = _one_line(name)
+    return name if len(name) <= NAME_MAX_CHARS else name[: NAME_MAX_CHARS - 1] + "…"
+
+
 def _static_extra_headers(ms: MessageSettings) -> list[tuple[str, str]]:
     return [
         ("List-Id", ms.list_id_header),
@@ -286,13 +308,17 @@ def _encoded_words(text: str, max_bytes: int = 45) -> str:
 
 
 def _to_header(name: str, email: str) -> bytes:
-    """`To: name <email>`; the stdlib folder gives the same result but costs ~1 ms for a long name."""
-    name = _one_line(name)
+    """`To: name <email>`, every line within 78 characters; the stdlib folder gives the same result but costs
+    ~1 ms for a long name. A long ASCII name becomes encoded-words too: they fold anywhere (a name without
+    spaces would otherwise make one line as long as itself). UTF-8 only for a non-ASCII local part (SMTPUTF8)."""
+    name, email = display_name(name), mail_address(email)
     if not name:
-        return f"To: {email}\r\n".encode("ascii")
-    display = formataddr((name, email)).rpartition(" <")[0] if name.isascii() else _encoded_words(name)
-    sep = " " if len(display) + len(email) < 70 else "\r\n "  # fold before the address when long
-    return f"To: {display}{sep}<{email}>\r\n".encode("ascii")
+        return f"To: {email}\r\n".encode()
+    display = formataddr((name, "x@x"))[:-6] if name.isascii() else ""
+    if not display or len(display) > _DISPLAY_FOLD:
+        display = _encoded_words(name)
+    sep = " " if len(display.rpartition("\n")[2]) + len(email) < 70 else "\r\n "  # fold before a long address
+    return f"To: {display}{sep}<{email}>\r\n".encode()
 
 
 @dataclass

@@ -51,6 +51,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.config import ConfigError, Settings, SmtpSettings
 from newsletter.deliver import tokens
+from newsletter.deliver.message import mail_address
 from newsletter.records import TlsMode
 
 log = logging.getLogger(__name__)
@@ -293,8 +294,10 @@ class SmtpTransport(_Base):
     def send(self, from_addr: str, to_addr: str, msg: bytes) -> None:
         if self._smtp is None:
             raise SendFailure("disconnected", None, "not connected", "")
+        from_addr, to_addr = mail_address(from_addr), mail_address(to_addr)
+        options = self._utf8_options(to_addr) if not (from_addr.isascii() and to_addr.isascii()) else ()
         try:
-            self._smtp.sendmail(from_addr, [to_addr], msg)
+            self._smtp.sendmail(from_addr, [to_addr], msg, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, raw = next(iter(exc.recipients.values()))
             raise self._fail(_failure(code, raw, "rcpt")) from exc
@@ -309,6 +312,13 @@ class SmtpTransport(_Base):
             raise self._fail(_failure(exc.smtp_code, exc.smtp_error, "")) from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:  # SMTPException is an OSError: keep this last
             raise self._fail(SendFailure("disconnected", None, str(exc) or type(exc).__name__, "")) from exc
+
+    def _utf8_options(self, to_addr: str) -> tuple[str, ...]:
+        """MAIL FROM options for a non-ASCII address (RFC 6531); a server without SMTPUTF8 cannot take it, which
+        fails this recipient only, at once and for good (retrying would change nothing)."""
+        if not self._smtp.has_extn("smtputf8"):
+            raise SendFailure("permanent", None, f"the server does not offer SMTPUTF8, needed for {to_addr}", "rcpt")
+        return ("SMTPUTF8", "BODY=8BITMIME") if self._smtp.has_extn("8bitmime") else ("SMTPUTF8",)
 
     def _fail(self, failure: SendFailure) -> SendFailure:
         if failure.kind == "disconnected":

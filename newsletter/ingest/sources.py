@@ -26,8 +26,34 @@ from newsletter.ingest.parse.detect import guess_kind
 FILE_SUFFIXES = {"markdown": (".md", ".markdown"), "text": (".txt",)}
 
 
+DEFAULT_MAX_PAYLOAD_MB = 20  # a few times the largest real feed snapshot (2.6 MB)
+
+
 class SourceFailed(Exception):
     """The source as a whole could not be read (unreachable, HTTP error, no such path)."""
+
+
+class PayloadTooLarge(ValueError):
+    """A payload over `[fetch] max_payload_mb`: refused whole, nothing of it archived."""
+
+    def __init__(self, limit_mb: float) -> None:
+        super().__init__(f"payload over {limit_mb:g} MB")
+
+
+def max_payload_bytes(settings: Settings) -> tuple[int, float]:
+    """(limit in bytes, limit in MB) from `[fetch] max_payload_mb`; MB = 10**6 bytes."""
+    limit_mb = float(getattr(settings.fetch, "max_payload_mb", DEFAULT_MAX_PAYLOAD_MB))
+    return int(limit_mb * 1_000_000), limit_mb
+
+
+def read_bounded(path: Path, settings: Settings) -> bytes:
+    """The file's bytes, read no further than the cap (a FIFO or /dev/zero has no honest size)."""
+    limit, limit_mb = max_payload_bytes(settings)
+    with path.open("rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(limit_mb)
+    return data
 
 
 def fetch_source(settings: Settings, src: Source) -> Iterator[Payload]:
@@ -79,8 +105,8 @@ def source_payloads(settings: Settings, src: Source) -> Iterator[Payload]:
 
 def read_file(settings: Settings, path: Path, kind: str | None, source: str) -> Payload:
     """One local file (an old feed snapshot, a Markdown post...), archived; its kind guessed from the content.
-    Raises OSError or ValueError when it cannot be read or recognised."""
-    data = path.read_bytes()
+    Raises OSError or ValueError (PayloadTooLarge over the cap) when it cannot be read or recognised."""
+    data = read_bounded(path, settings)
     kind = kind or guess_kind(data, path.name)
     payload = Payload(source, kind, str(path.resolve()), data, now())
     archive(settings.database_url, settings.archive_dir, payload)

@@ -774,11 +774,16 @@ def _bare_name(text: str, seg: tuple[int, int]) -> tuple[str, int] | None:
 _MAYBE_UNKNOWN_VENUE = re.compile(r"conference|symposium|workshop|(?<!\d)(?:19|20)\d\d(?!\d)")
 
 
+# An arXiv comment is a line or two (the longest in the real corpus: 360 characters); reading one costs the
+# square of its venue mentions, so only its start is read (ingest cuts longer ones with a warning).
+COMMENT_MAX_CHARS = 1_000
+
+
 def extract_venue(comment: str | None) -> Venue:
     """Where the comment says the paper was accepted, or Venue() when it does not say so."""
     if not comment or not comment.strip():
         return _NO_VENUE
-    return _extract_cached(comment)
+    return _extract_cached(comment[:COMMENT_MAX_CHARS])
 
 
 _NO_VENUE = Venue()

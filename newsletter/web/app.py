@@ -21,6 +21,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -42,6 +43,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.requests import ClientDisconnect
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
@@ -203,9 +205,10 @@ def _unsubscribe(web: _Web, token: str, reason: str) -> HTMLResponse:
         sub = subscriber_for_token(session, token, "unsubscribe")
         if sub is None:
             return web.invalid_token()
-        # A bounced address becomes unsubscribed (the person's choice outlives a mailbox problem); a complaint
-        # is already the stronger "never again", so it stays. Either way the answer is the same success page.
-        if sub.status in ("active", "bounced"):
+        # Only an active address becomes unsubscribed. A bounced or complained one stays as it is: it already gets
+        # nothing, and turning it into "unsubscribed" would let the preferences page resubscribe it, an operator's
+        # decision. Either way the answer is the same success page.
+        if sub.status == "active":
             subscribers.set_status(sub, "unsubscribed", reason)
         return web.page(
             "unsubscribed.html.j2",
@@ -335,12 +338,30 @@ def _healthz(web: _Web) -> JSONResponse:
 def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastAPI:
     web = _make_web(settings, templates_dir)
     app = FastAPI(title="paper-digest", docs_url=None, redoc_url=None, openapi_url=None)
+    # Starlette's own slash redirect is absolute, built from the Host header: an attacker's Host would come
+    # back in Location. The one such redirect worth keeping (/archive) is a relative route below.
+    app.router.redirect_slashes = False
+    get = partial(app.api_route, methods=["GET", "HEAD"])  # HEAD wherever GET (FastAPI's get() answers 405)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Sent by the outermost middleware, past security_headers: the headers are set here. Starlette still
+        # re-raises, so the server logs the traceback.
+        headers = {**BASE_HEADERS, "Content-Security-Policy": web.csp, **PRIVATE_HEADERS}
+        return PlainTextResponse("internal server error", status_code=500, headers=headers)
+
     # Bodies over MAX_FORM_BYTES get 413: at once by Content-Length, else counted as they stream in.
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_FORM_BYTES)
 
     @app.exception_handler(413)
     async def too_large(_request: Request, _exc: Exception) -> Response:
         return PlainTextResponse("Content Too Large", status_code=413)  # the middleware's own answer, as text
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(_request: Request, _exc: Exception) -> Response:
+        # Routine on the internet, and nobody gets this answer: an INFO line, not an ERROR with a traceback.
+        log.info("client disconnected before its request body was read")
+        return PlainTextResponse("client disconnected", status_code=400)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -350,11 +371,15 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
         response.headers.setdefault("Content-Security-Policy", web.csp)
         return response
 
-    @app.get("/", include_in_schema=False)
+    @get("/", include_in_schema=False)
     def index() -> Response:
         return RedirectResponse("archive/", status_code=307)
 
-    @app.get("/unsubscribe")
+    @get("/archive", include_in_schema=False)
+    def archive_no_slash() -> Response:
+        return RedirectResponse("archive/", status_code=307)  # relative: never the request's Host
+
+    @get("/unsubscribe")
     def unsubscribe_page(token: str = "") -> Response:
         return _unsubscribe_page(web, token)
 
@@ -363,7 +388,7 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
         reason = "one-click" if await _is_one_click(request) else "unsubscribe page"
         return await run_in_threadpool(_unsubscribe, web, token, reason)
 
-    @app.get("/preferences")
+    @get("/preferences")
     def preferences_page(token: str = "") -> Response:
         return _preferences_page(web, token)
 
@@ -371,16 +396,16 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
     def preferences(form: Annotated[PreferencesForm, Form()], token: str = "") -> Response:
         return _save_preferences(web, token, form)
 
-    @app.get("/archive/")
+    @get("/archive/")
     def archive_index() -> Response:
         days = [d.isoformat() for d in archive_dates(web.archive_dir)]
         return web.page("archive_index.html.j2", private=False, days=days)
 
-    @app.get("/archive/{day}")
+    @get("/archive/{day}")
     def archive_page(day: str) -> Response:
         return _archive_file(web, day)
 
-    @app.get("/healthz")
+    @get("/healthz")
     def healthz() -> Response:
         return _healthz(web)
 

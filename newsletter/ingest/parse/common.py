@@ -22,6 +22,7 @@ class DigestBody:
 
     papers: list[ParsedPaper] = field(default_factory=list)
     heading_date: date | None = None
+    heading_dates: set[date] = field(default_factory=set)  # every "YYYY-MM-DD 更新" heading: one post has one
     warnings: list[str] = field(default_factory=list)
     skipped_headings: list[str] = field(default_factory=list)
 

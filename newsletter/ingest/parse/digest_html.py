@@ -48,7 +48,9 @@ _DROP = (
 # fmt: on
 _HEADINGS = frozenset(("h1", "h2", "h3", "h4", "h5", "h6"))
 # A plain etree parser: lxml.html's element classes cost a Python lookup per element touched.
-_PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True)
+# huge_tree: without it libxml2 stops at a 10 MB text node and returns the document cut there without a word
+# (the papers after it silently lost); payloads are capped before parsing (`[fetch] max_payload_mb`).
+_PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, huge_tree=True)
 _AUTHORS_LINE = re.compile(r"^\s*Authors?\s*[:：]", re.IGNORECASE)
 _RAW_AUTHORS = re.compile(r"^\s*\*\*Authors?\s*[:：]", re.IGNORECASE)
 _ZH_SHARE = 0.3  # share of ideographs above which an abstract paragraph is the Chinese translation
@@ -243,6 +245,7 @@ class _Reader:
             if day:  # "YYYY-MM-DD 更新": a digest (or a repeated copy of it) starts
                 self._finish()
                 self.body.heading_date = self.body.heading_date or day
+                self.body.heading_dates.add(day)
             return
         if seg.tag == "h2":
             self.pending = text

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import re
+from bisect import bisect_left
 
 from newsletter.ingest.parse.common import (
     DigestBody,
@@ -57,6 +58,7 @@ _BULLET = re.compile(r"^\s*(?:[-*+•·●▪]\s*|\d{1,2}(?:[.)）]\s+|、\s*))"
 _INLINE_BULLET = re.compile(r"(?:^|(?<=[。！？；.!?;)）\]」”\"'：:]))\s*(?:[-*+•·●▪]|\d{1,2}[.)）、])\s+")
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 _STANDALONE_MAX = 16  # an unknown bold line this short may still be a section marker (see _sections)
+_LINE_REST = re.compile(r"[ \t:：]*(?:\n|\Z)")  # nothing but blanks (or a colon) to the end of the line
 
 _MARKERS = {
     **dict.fromkeys(
@@ -230,7 +232,8 @@ def parse_digest_markdown(text: str) -> DigestBody:
             body.skipped_headings.append(norm_ws(md_text(m.group("text"))))
     for i, m in enumerate(heads):
         end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
-        end = min([end, *(h for h in h1s if m.end() <= h < end)])
+        nxt = bisect_left(h1s, m.end())  # the first date heading after the paper ends it (h1s are in order)
+        end = min(end, h1s[nxt]) if nxt < len(h1s) else end
         paper, _ = paper_from_block(m, text[m.end() : end], unrendered=False, warnings=body.warnings)
         body.papers.append(paper)
     mark_repeats(body)
@@ -294,11 +297,14 @@ def _markers(block: str) -> list[tuple[re.Match[str], str]]:
 
 
 def _standalone(block: str, m: re.Match[str]) -> bool:
+    """Alone on its line (a trailing colon allowed). Looks only at the blanks around the match: slicing the
+    block before and after every bold run made a long post quadratic."""
     if len(norm_ws(m.group("text"))) > _STANDALONE_MAX:
         return False
-    before = block[: m.start()].rstrip(" \t")
-    after = block[m.end() :].lstrip(" \t:：")
-    return (not before or before.endswith("\n")) and (not after or after.startswith("\n"))
+    start = m.start()
+    while start and block[start - 1] in " \t":
+        start -= 1
+    return (not start or block[start - 1] == "\n") and bool(_LINE_REST.match(block, m.end()))
 
 
 def _abstract(text: str) -> tuple[str, str | None]:

@@ -17,11 +17,20 @@ from urllib.parse import unquote, urlsplit
 import feedparser
 
 from newsletter.ingest.parse.common import norm_ws
+from newsletter.ingest.parse.detect import PROLOG_MAX, decode_text, read_prolog, wide_encoding
 from newsletter.ingest.parse.digest_html import parse_digest_html
 from newsletter.records import ParsedPost
 
 DIGEST_CATEGORY = "Paper"
 _DATE_FOLDER = re.compile(r"(?:^|/)(\d{4}-\d{2}-\d{2})(?=/|$)")
+ENTITY_VALUE_MAX = 8  # characters: an entity may expand to at most ~3 times the length of its reference
+_ENTITY_DECL = re.compile(
+    r"""<!ENTITY\s+(%\s+)?([^\s"'%>]+)\s+(?:"([^"]*)"|'([^']*)'|((?:SYSTEM|PUBLIC)\b[^>]*))[^>]*>"""
+)
+_CHAR_REF = re.compile(r"&#(?:[0-9]{1,7}|x[0-9A-Fa-f]{1,6});")
+_PREDEFINED = frozenset(("lt", "gt", "amp", "quot", "apos"))
+_OTHER_DECL = re.compile(r"<!(ELEMENT|ATTLIST|NOTATION)\b")
+_DECL_ENCODING = re.compile(r"""(\A<\?xml[^>]*?encoding\s*=\s*["'])[^"']*(["'])""")
 
 
 @dataclass
@@ -34,10 +43,11 @@ class FeedParse:
 
 def parse_feed(payload: bytes, source: str) -> FeedParse:
     """Every digest post of one feed snapshot; `source` names it in messages."""
+    result = FeedParse()
+    payload, result.warnings = safe_doctype(payload)
     # Upstream HTML is never passed on (only text is kept), so feedparser's sanitiser and URI
     # resolution would only cost time: about 1.3 s of 1.6 s on the largest snapshot.
     parsed = feedparser.parse(payload, sanitize_html=False, resolve_relative_uris=False)
-    result = FeedParse()
     if parsed.get("bozo"):
         result.bozo = f"{type(parsed.get('bozo_exception')).__name__}: {parsed.get('bozo_exception')}"
         result.warnings.append(f"{source}: feed is not well-formed ({result.bozo})")
@@ -48,6 +58,82 @@ def parse_feed(payload: bytes, source: str) -> FeedParse:
             label = f"{norm_ws(entry.get('title')) or '(untitled)'} ({entry.get('link') or entry.get('id')})"
             result.warnings.append(f"entry {label} could not be parsed: {type(exc).__name__}: {exc}")
     return result
+
+
+def safe_doctype(data: bytes) -> tuple[bytes, list[str]]:
+    """The feed with its DOCTYPE replaced by one the XML parser can use without resolving anything.
+
+    No external DTD or entity is ever loaded (XXE) and no entity expands into others (billion laughs): an
+    entity survives only when its value is one character reference or a few characters of plain text
+    (`<!ENTITY nbsp "&#160;">`); every other one is declared empty, so its references read as nothing
+    instead of breaking the parse, and a warning names it. Other declarations are dropped.
+    """
+    if wide_encoding(data):
+        data = _as_utf8(data)
+    head = data[:PROLOG_MAX].decode("latin-1")  # byte for byte: offsets and bytes survive the round trip
+    prolog = read_prolog(head)
+    if prolog.doctype is None:
+        if prolog.error and "DOCTYPE" in prolog.error:
+            raise ValueError(f"malformed DOCTYPE: {prolog.error}")
+        return data, []
+    entities, warnings = _entities(prolog.subset)
+    if prolog.external_id:
+        warnings.append(f"DOCTYPE: external DTD not loaded ({_short(prolog.external_id)})")
+    others = sorted(set(_OTHER_DECL.findall(prolog.subset)))
+    if others:
+        warnings.append(f"DOCTYPE: declarations ignored ({', '.join(others)})")
+    doctype = ""
+    if entities:  # one per line: feedparser re-reads the DOCTYPE line by line
+        lines = "".join(f'<!ENTITY {name} "{value}">\n' for name, value in entities.items())
+        doctype = f"<!DOCTYPE {prolog.doctype_name} [\n{lines}]>"
+    start, end = prolog.doctype
+    return data[:start] + doctype.encode("latin-1") + data[end:], warnings
+
+
+def _entities(subset: str) -> tuple[dict[str, str], list[str]]:
+    """General entities of an internal subset: {name: value kept, or "" when refused}, and the refusals."""
+    entities: dict[str, str] = {}
+    refused: dict[str, list[str]] = {}
+    for m in _ENTITY_DECL.finditer(subset):
+        parameter, name, value = m.group(1), m.group(2), m.group(3) if m.group(3) is not None else m.group(4)
+        if parameter or name in _PREDEFINED or name in entities:
+            continue  # parameter entities only matter inside the DTD, which is dropped; the first wins (XML)
+        reason = _refusal(value, m.group(5))
+        entities[name] = "" if reason else value
+        if reason:
+            refused.setdefault(reason, []).append(name)
+    warnings = []
+    for reason, names in refused.items():
+        listed = ", ".join(repr(n) for n in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        warnings.append(f"DOCTYPE: entity {listed} not expanded, read as empty ({reason})")
+    return entities, warnings
+
+
+def _refusal(value: str | None, external: str | None) -> str | None:
+    """Why an entity's value is not used, or None when it is safe to let the parser expand it."""
+    if external is not None:
+        return f"external: {_short(external)}"
+    if _CHAR_REF.fullmatch(value):
+        return None
+    if "&" in value or "%" in value:
+        return "refers to other entities"
+    if "<" in value or '"' in value:
+        return "markup in its value"
+    if len(value) > ENTITY_VALUE_MAX:
+        return f"value over {ENTITY_VALUE_MAX} characters"
+    return None
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """UTF-16/32 to UTF-8 (declaration included), so the prolog can be read byte-wise."""
+    text, _ = decode_text(data)
+    text = _DECL_ENCODING.sub(r"\1utf-8\2", text.lstrip("\ufeff"), count=1)
+    return text.encode("utf-8")
 
 
 def _read_entry(entry: dict, source: str, result: FeedParse) -> None:

@@ -1,0 +1,90 @@
+"""Large and oversized input (#9, 1.1): an over-long comment is cut with a warning, a file over
+`[fetch] max_payload_mb` is refused whole and nothing of it archived. Timing lives in bench/large_input.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+from sqlalchemy import func, select
+
+from newsletter import cli
+from newsletter.config import SAMPLE_DIR
+from newsletter.db import session_scope
+from newsletter.db.models import FetchLog, Sighting
+from newsletter.ingest.parse.digest_html import parse_digest_html
+from newsletter.pipeline.ingest import ingest_file
+from newsletter.registry.venues import extract_venue
+
+SAMPLE_FEED = SAMPLE_DIR / "feed.xml"
+COMMENT = "Accepted by CVPR 2027. 14 pages, 8 figures"
+COMMENT_MAX_CHARS = 1_000  # venues.COMMENT_MAX_CHARS
+
+
+def _feed_with_comment(tmp_path: Path, comment: str) -> Path:
+    path = tmp_path / "long-comment.xml"
+    path.write_text(SAMPLE_FEED.read_text(encoding="utf-8").replace(COMMENT, comment, 1), encoding="utf-8")
+    return path
+
+
+def _archived_files(settings) -> list[Path]:
+    root = Path(settings.archive_dir)
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_over_long_comment_is_cut_with_a_warning_naming_the_paper(sqlite_settings, tmp_path):
+    # Venue mentions all along: reading venues out of this whole used to grow with the square of its length.
+    comment = ("Accepted by CVPR 2027. Oral at ICCV 2025; " * 600).strip()
+    report = ingest_file(sqlite_settings, _feed_with_comment(tmp_path, comment), source="big")
+    assert report.status == "ok", report.error
+    [warning] = [w for w in report.stats.warnings if "cut to" in w]
+    assert warning.startswith("big: 2026-11-25/3DGS: 'SplatFlow")
+    assert f"comment of {len(comment):,} characters cut to {COMMENT_MAX_CHARS:,}" in warning
+    with session_scope(sqlite_settings.database_url) as s:
+        stored = s.scalars(select(Sighting.comment).where(Sighting.comment.like("Accepted by CVPR 2027. Oral%"))).all()
+    assert stored and all(len(c) <= COMMENT_MAX_CHARS for c in stored)
+
+
+def test_venue_is_read_from_the_start_of_a_long_comment():
+    head = "Accepted by NeurIPS 2024. "
+    assert extract_venue(head + "x" * 5_000_000).venue == "NeurIPS"
+    # Past the cap nothing is read: no real comment is that long.
+    assert not extract_venue("12 pages. " * 200 + "Accepted by CVPR 2024").accepted
+
+
+def test_file_over_the_payload_cap_is_refused_and_nothing_archived(sqlite_settings, tmp_path):
+    capped = replace(sqlite_settings, fetch=SimpleNamespace(**vars(sqlite_settings.fetch), max_payload_mb=0.005))
+    big = tmp_path / "big.xml"
+    big.write_bytes(SAMPLE_FEED.read_bytes())  # about 20 KB
+    small = next((SAMPLE_DIR / "markdown").iterdir())  # 2 KB
+    refused = ingest_file(capped, big)
+    assert refused.failed and refused.error == f"{big}: payload over 0.005 MB"
+    assert _archived_files(capped) == []
+    with session_scope(capped.database_url) as s:
+        assert s.scalar(select(func.count()).select_from(FetchLog)) == 0
+    assert not ingest_file(capped, small).failed  # the cap refuses one payload, not the run
+
+
+def test_cli_refuses_a_file_over_the_default_cap_and_ingests_the_others(sqlite_settings, tmp_path, monkeypatch, capsys):
+    huge = tmp_path / "huge.xml"
+    with huge.open("wb") as fh:
+        fh.truncate(21_000_000)  # sparse: 21 MB of zeros, over the 20 MB default
+    monkeypatch.setattr(cli, "load_settings", lambda _path=None: sqlite_settings)
+    assert cli.main(["ingest", "--file", str(huge), str(SAMPLE_FEED)]) == 1
+    captured = capsys.readouterr()
+    assert f"source file failed: {huge}: payload over 20 MB" in " ".join(captured.err.split())  # rich wraps
+    assert "sources failed" in captured.out and "1 sources failed" in captured.out
+    with session_scope(sqlite_settings.database_url) as s:
+        assert s.scalar(select(func.count()).select_from(Sighting)) > 0
+        assert s.scalars(select(FetchLog.location)).all() == [str(SAMPLE_FEED.resolve())]
+
+
+def test_text_node_over_10_mb_does_not_silently_cut_the_post():
+    # libxml2's default limit stopped at a 10 MB text node and returned the document cut there.
+    html = (
+        "<h1>2026-11-25 更新</h1><h2>Before</h2><p><strong>Authors:A</strong></p><p>"
+        + "an abstract that never ends " * 400_000
+        + "</p><h2>After</h2><p><strong>Authors:B</strong></p><p>Short abstract.</p>"
+    )
+    assert [p.title for p in parse_digest_html(html).papers] == ["Before", "After"]
