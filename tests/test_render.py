@@ -460,3 +460,20 @@ def test_duplicate_highlights_shown_once(issue63):
     doubled = replace(issue63, highlights=[*issue63.highlights, issue63.highlights[0]])
     v = render_variant(doubled, "en", opts=RenderOptions(html_budget_bytes=10**7))
     assert squash(v.html).count(issue63.highlights[0].paper.title) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_code_and_project_links_next_to_pdf(mode):
+    """#12: "Code" / "Project" sit next to "PDF" in the HTML part, the text part and the archive page."""
+    issue = make_issue(3)
+    first = next(p for s in issue.sections for p in s.papers)
+    first.code_url, first.project_url = "https://github.com/o/r", "https://o.github.io/r"
+    variant = render_variant(issue, mode)
+    code, project = ("代码", "项目主页") if mode == "zh" else ("Code", "Project")
+    assert 'href="https://github.com/o/r"' in variant.html and f">{code}</a>" in variant.html
+    assert 'href="https://o.github.io/r"' in variant.html and f">{project}</a>" in variant.html
+    assert re.search(rf"{code} \[\d+\]", variant.text) and re.search(rf"{project} \[\d+\]", variant.text)
+    assert "https://github.com/o/r" in variant.text
+    page = render.render_archive(issue)
+    assert 'href="https://github.com/o/r"' in page and 'href="https://o.github.io/r"' in page
+    assert variant.html.count(f">{code}</a>") == 1  # papers without a link show none

@@ -365,6 +365,10 @@ class PaperView:
     list_separator: str = ", "  # between tags
     links_lang: str = "en"
     pdf_label: str = "PDF"
+    code_url: str | None = None
+    code_label: str = "Code"
+    project_url: str | None = None
+    project_label: str = "Project"
     anchor: str | None = None  # archive only
 
 
@@ -445,6 +449,10 @@ def paper_view(
         label_colon=tr.one(ui, "label_colon"),
         list_separator=tr.one(ui, "list_separator"),
         pdf_label=tr.one(ui, "pdf"),
+        code_url=_safe_url(p.code_url),
+        code_label=tr.one(ui, "code"),
+        project_url=_safe_url(p.project_url),
+        project_label=tr.one(ui, "project"),
     )
     summary, takeaways = _clean(p.summary_zh) or None, [_clean(t) for t in p.takeaways if _clean(t)]
     english = _clean(p.abstract)
