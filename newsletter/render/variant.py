@@ -126,6 +126,7 @@ class RenderOptions:
     max_authors: int = 6  # beyond this, the first max_authors then "et al." / "等"
     abstract_sentences: int = 3  # email abstracts are cut at a sentence boundary, with a "more" link
     abstract_max_chars: int = 700  # safety net for "sentences" without punctuation
+    max_takeaways: int = 3  # per paper in the email; the archive page keeps them all
     html_budget_bytes: int = 90_000  # the HTML part as sent: base64 of UTF-8 with CRLF line breaks
     personalize_reserve_bytes: int = 400  # room for the per-subscriber values that replace the placeholders
     archive_url: str = ""  # used when issue.archive_url is empty; may contain {date} and {issue_id}
@@ -422,6 +423,20 @@ def _tags(p: IssuePaper, context_topic: str | None, lang: str) -> list[str]:
     return out
 
 
+_NUMBER = re.compile(r"\d")
+
+
+def pick_takeaways(takeaways: list[str], limit: int) -> list[str]:
+    """At most `limit` takeaways, in their original order. Those stating a figure (a result: "+2.1 dB",
+    "10x faster") come first, then the shortest: a short concrete claim reads faster than a long general one,
+    and upstream's long bullets mostly restate the summary."""
+    if len(takeaways) <= limit:
+        return takeaways
+    ranked = sorted(range(len(takeaways)), key=lambda i: (not _NUMBER.search(takeaways[i]), len(takeaways[i]), i))
+    keep = set(ranked[:limit])
+    return [t for i, t in enumerate(takeaways) if i in keep]
+
+
 def paper_view(
     p: IssuePaper,
     mode: str,
@@ -458,7 +473,8 @@ def paper_view(
     english = _clean(p.abstract)
     show_zh = mode in ("zh", "bilingual") or not english or archive  # upstream writes these only in Chinese
     if show_zh:
-        view.summary, view.takeaways = summary, takeaways
+        view.summary = summary
+        view.takeaways = takeaways if archive else pick_takeaways(takeaways, opts.max_takeaways)
     translated = _clean(p.abstract_zh)
     source = (translated or english) if mode == "zh" else (english or translated)
     if archive:
