@@ -102,6 +102,7 @@ from markupsafe import Markup, escape
 from newsletter.i18n import BILINGUAL, LANGUAGES, catalog
 from newsletter.records import Highlight, Issue, IssuePaper, TopicSection, Venue
 from newsletter.registry.topics import normalize_key, topic_names, topic_slug
+from newsletter.render import transfer
 
 log = logging.getLogger(__name__)
 
@@ -332,12 +333,12 @@ def _wrap_line(text: str, width: int, indent: str, subsequent: str) -> str:
 
 def encoded_size(n_bytes: int, line_len: int = 76) -> int:
     """Size of `n_bytes` as a base64 MIME body: 4 chars per 3 bytes, CRLF after every line."""
-    chars = 4 * ((n_bytes + 2) // 3)
-    return chars + 2 * (-(-chars // line_len))
+    return transfer.base64_size(n_bytes, line_len)
 
 
 def html_encoded_size(html: str) -> int:
-    return encoded_size(len(html.encode("utf-8")))
+    """The HTML part's size as sent, in the transfer encoding the message stage will choose for it."""
+    return transfer.encoded_size(transfer.canonical(html))
 
 
 # ---- view models -----------------------------------------------------------------------------------------
@@ -775,7 +776,8 @@ def _split_budget(
 
 def _fits(html: str, opts: RenderOptions) -> bool:
     """Within budget once personalised: the placeholders are replaced by URLs and a name afterwards."""
-    return encoded_size(len(html.encode("utf-8")) + opts.personalize_reserve_bytes) <= opts.html_budget_bytes
+    # Worst case for the reserve: non-ASCII values in quoted-printable take 3 characters a byte.
+    return html_encoded_size(html) + 3 * opts.personalize_reserve_bytes <= opts.html_budget_bytes
 
 
 def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
