@@ -481,7 +481,9 @@ def paper_view(
     if archive:
         view.abstract, view.abstract_zh = english or None, translated or None
     elif source:
-        view.abstract, cut = cut_sentences(source, opts.abstract_sentences, opts.abstract_max_chars)
+        # Bilingual with a Chinese summary says it twice already: one sentence fewer of the abstract (#12).
+        sentences = opts.abstract_sentences - (mode == "bilingual" and bool(view.summary))
+        view.abstract, cut = cut_sentences(source, max(sentences, 1), opts.abstract_max_chars)
         view.more_label = tr.one("zh" if _is_cjk(source) else "en", "more") if cut and abs_url else None
     view.abstract_lang = "zh-CN" if view.abstract and _is_cjk(view.abstract) else "en"
     return view
@@ -776,8 +778,11 @@ def _split_budget(
 
 def _fits(html: str, opts: RenderOptions) -> bool:
     """Within budget once personalised: the placeholders are replaced by URLs and a name afterwards."""
-    # Worst case for the reserve: non-ASCII values in quoted-printable take 3 characters a byte.
-    return html_encoded_size(html) + 3 * opts.personalize_reserve_bytes <= opts.html_budget_bytes
+    data = transfer.canonical(html)
+    cte = transfer.choose(data)
+    # The reserve as encoded: a non-ASCII value in quoted-printable takes 3 characters a byte, base64 4 per 3.
+    reserve = 3 * opts.personalize_reserve_bytes if cte == transfer.QP else -(-4 * opts.personalize_reserve_bytes // 3)
+    return transfer.encoded_size(data, cte) + reserve <= opts.html_budget_bytes
 
 
 def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
