@@ -4,7 +4,8 @@ Variants (language mode x topic selection) are rendered and CSS-inlined once eac
 greeting and the signed unsubscribe/preferences links are substituted. The figure is the marginal cost of one
 more subscriber: (time for 1,000 subscribers - time for the variants alone) / 1,000, where the per-subscriber
 work is what the send path does: make the two tokens and personalise the variant's HTML and text.
-Last line: render_ms_per_subscriber=<x>; target <= 1 ms with premailer calls == number of variants.
+Figures: render_ms_per_subscriber=<x> (target <= 1 ms with premailer calls == number of variants), then papers
+in full / listed per language mode on that day; last line: papers_in_full_busiest_day=<min over modes> (#12).
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ def main() -> None:
     print(f"largest HTML part as sent: {largest} bytes")
     print(f"{N_SUBSCRIBERS} subscribers personalised in {t_subscribers * 1000:.0f} ms")
     print(f"render_ms_per_subscriber={t_subscribers * 1000 / N_SUBSCRIBERS:.3f}")
+    # #12: papers in full / listed on the busiest corpus day, per language mode (all topics); last line: the min.
+    full = {}
+    for spec, v in zip(specs, variants, strict=True):
+        if spec.topics is None:
+            full[spec.lang] = v.n_full
+            print(f"busiest day {issue.issue_date} {spec.lang}: papers in full / listed: {v.n_full} / {v.n_listed}")
+    print(f"papers_in_full_busiest_day={min(full.values())}")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,8 @@ class IssuePaper:
     primary_topic: str  # upstream topic key, e.g. "3DGS"
     topics: list[str]  # every topic it was posted under, primary first
     first_post_date: date
+    code_url: str | None = None  # registry.links: a repository or model
+    project_url: str | None = None  # a project page
 
 
 @dataclass

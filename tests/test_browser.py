@@ -160,3 +160,21 @@ def test_dark_mode(pages, width, tmp_path):
     assert dark["cardBackground"] == "rgb(23, 26, 33)", "the !important dark-mode rules did not apply"
     assert dark["scrollWidth"] <= width
     screenshot(pages["bilingual"], width, f"email-bilingual-{width}-dark.png", tmp_path / "profile", dark=True)
+
+
+@requires_chromium
+@pytest.mark.parametrize("mode", ["en", "bilingual"])
+def test_readable_without_head_styles(pages, mode, tmp_path):
+    """#12: paper styles are classes in the head now. A client that drops <style> (Gmail without style support)
+    must still get a readable email: every link and title there, nothing wider than a 375 px phone."""
+    full = pages[mode].read_text()
+    stripped = re.sub(r"<style\b[^>]*>.*?</style>", "", full, flags=re.DOTALL)
+    assert "<style" not in stripped and stripped.count("<a href=") == full.count("<a href=") > 20
+    page = tmp_path / f"nostyle-{mode}.html"
+    page.write_text(stripped)
+    m = measure(page, 375, tmp_path / "profile")
+    assert m["innerWidth"] == 375 and m["scrollWidth"] <= 375, m
+    if mode == "bilingual":
+        assert m["zhBlocks"] > 0 and 0 < m["zhRight"] <= 375, m
+    assert m["height"] > 3000, m  # the papers are laid out as text, not collapsed or hidden
+    screenshot(page, 375, f"email-{mode}-375-nostyle.png", tmp_path / "profile")

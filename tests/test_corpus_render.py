@@ -50,3 +50,18 @@ def test_html_part_as_sent_fits_the_budget(real_day, mode):
     body = eml[eml.index(b"\r\n\r\n", head) + 4 :]
     body = body[: body.index(b"\r\n--")]
     assert len(body) <= render_options(settings).html_budget_bytes
+
+
+# Papers in full on the busiest corpus day before #12 (measured on main at 0d2d114 with the same corpus).
+FULL_BEFORE = {"en": 30, "zh": 18, "bilingual": 18}
+
+
+@pytest.mark.parametrize("mode", ["en", "zh", "bilingual"])
+def test_busiest_day_shows_twice_the_papers_in_full(real_day, mode):
+    """#12: twice the papers in full within the unchanged budget, nothing lost (the rest stay linked titles)."""
+    settings, issue = real_day
+    opts = render_options(settings)
+    variant = render.render_variant(issue, mode, None, opts)
+    assert variant.n_full >= 2 * FULL_BEFORE[mode], (variant.n_full, variant.n_listed)
+    assert variant.n_hidden == 0 and variant.n_full + variant.n_listed == issue.n_papers + len(issue.highlights)
+    assert variant.html_encoded_size <= opts.html_budget_bytes

@@ -27,6 +27,7 @@ from newsletter.deliver.message import (
     personal_values,
 )
 from newsletter.deliver.tokens import verify
+from newsletter.render import transfer
 from newsletter.render.variant import (
     PH_GREETING,
     PH_PREFERENCES_URL,
@@ -83,8 +84,9 @@ def build_message(variant, recipient, ms: MessageSettings, *, message_id: str, d
     for name, value in _static_extra_headers(ms):
         msg[name] = value
     msg["List-Unsubscribe"] = list_unsubscribe(ms, personal)
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    # Each part in the encoding the fast path chose for the variant (#12): by the size of its static content.
+    msg.set_content(text, subtype="plain", charset="utf-8", cte=transfer.choose(transfer.canonical(variant.text)))
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte=transfer.choose(transfer.canonical(variant.html)))
     return msg.as_bytes()
 
 
@@ -297,3 +299,27 @@ def test_template_works_from_a_stored_variant():
 
     msg = parse(assemble(MessageTemplate.build(Stored(), MS, 1, "2024-12-05", lang="zh"), PEOPLE[2]))
     assert "张伟，你好！" in msg.get_body(("plain",)).get_content()
+
+
+def test_transfer_encoding_is_chosen_per_part_by_size(rendered):
+    """#12: English HTML goes quoted-printable, Chinese base64; either way lines <= 76, nothing to dot-stuff,
+    and the HTML part as sent is render's size estimate plus the personal values."""
+    for mode, expected in (("en", "quoted-printable"), ("zh", "base64")):
+        raw = assemble(MessageTemplate.build(rendered[mode], MS, 3, "2024-12-05"), PEOPLE[2])
+        assert raw.isascii() and b"\r\n." not in raw
+        parts = list(parse(raw).iter_parts())
+        assert parts[1]["Content-Transfer-Encoding"] == expected, mode
+        body = raw.split(b"\r\n\r\n", 1)[1]
+        assert max(len(line) for line in body.split(b"\r\n")) <= 76
+        html_part = raw.split(b'Content-Type: text/html; charset="utf-8"', 1)[1]
+        assert rendered[mode].html_encoded_size < len(html_part) < rendered[mode].html_encoded_size * 1.02
+
+
+def test_quoted_printable_never_starts_a_line_with_a_dot():
+    data = ("x" * 74 + ". " + "." * 200 + "\n.start\n").encode()
+    encoded = transfer.qp_encode(transfer.canonical(data.decode()))
+    assert b"\r\n." not in encoded and not encoded.startswith(b".")
+    assert max(len(line) for line in encoded.split(b"\r\n")) <= 76
+    import quopri
+
+    assert quopri.decodestring(encoded) == transfer.canonical(data.decode())

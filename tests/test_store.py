@@ -17,13 +17,12 @@ def paper(pid: str | None, title: str, version: str = "v1", comment: str | None 
     return ParsedPaper(
         title=title,
         authors=["A. Author", "B. Author"],
-        abstract="An abstract.",
         arxiv_id=pid,
         arxiv_version=version if pid else None,
         abs_url=f"https://arxiv.org/abs/{pid}" if pid else None,
         pdf_url=f"http://arxiv.org/abs/{pid}{version}" if pid else None,
         comment=comment,
-        **kw,
+        **({"abstract": "An abstract."} | kw),
     )
 
 
@@ -139,3 +138,27 @@ def test_filters(db_url):
         assert [p.arxiv_id for p in find_papers(s, PaperFilter(venue="cvpr"))] == ["2412.00010"]
         assert [p.arxiv_id for p in find_papers(s, PaperFilter(since=date(2024, 12, 6)))] == ["2412.00011"]
         assert [p.arxiv_id for p in find_papers(s, PaperFilter(until=date(2024, 12, 5)))] == ["2412.00010"]
+
+
+def test_code_and_project_links_stored_and_in_jsonl(db_url):
+    """#12: links from the abstract and the comment land in papers.code_url / project_url and the jsonl."""
+    ingest(
+        db_url,
+        post(
+            "2024-12-05",
+            "3DGS",
+            paper(
+                "2412.00001",
+                "A",
+                comment=r"CVPR 2024. Project page: \url{https://a.github.io/p/}.",
+                abstract="Code is at https://github.com/o/a.",
+            ),
+            paper("2412.00002", "B", abstract="Data: https://huggingface.co/datasets/o/d."),
+        ),
+    )
+    by_id = {r["arxiv_id"]: r for r in records(db_url)}
+    assert (by_id["2412.00001"]["code_url"], by_id["2412.00001"]["project_url"]) == (
+        "https://github.com/o/a",
+        "https://a.github.io/p",
+    )
+    assert by_id["2412.00002"]["code_url"] is None and by_id["2412.00002"]["project_url"] is None

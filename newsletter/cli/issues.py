@@ -91,6 +91,6 @@ def preview(settings: Settings, day: date | None, lang: str, topics: tuple[str, 
     for kind, path in shown.paths.items():
         click.echo(f"{kind}: {path} ({_kb(path)})")
     click.echo(
-        f"html part as sent (base64): {shown.html_encoded_size / 1024:.1f} KB; "
-        f"{shown.n_full} papers in full, {shown.n_listed} listed by title"
+        f"html part as sent: {shown.html_encoded_size / 1024:.1f} KB; "
+        f"papers in full / listed: {shown.n_full} / {shown.n_listed}"
     )

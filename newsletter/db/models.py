@@ -78,6 +78,8 @@ class Paper(Base):
     screenshots: Mapped[list] = mapped_column(JSON, default=list)
     abs_url: Mapped[str | None] = mapped_column(Text)
     pdf_url: Mapped[str | None] = mapped_column(Text)
+    code_url: Mapped[str | None] = mapped_column(Text)  # registry.links: first code link in abstract / comment
+    project_url: Mapped[str | None] = mapped_column(Text)
     # State of the latest sighting (by post date, then version): what the newsletter shows.
     version: Mapped[str | None] = mapped_column(String(8))
     comment: Mapped[str | None] = mapped_column(Text)

@@ -4,11 +4,13 @@ Layout (both paths below produce it)::
 
     headers (Date, From, To, Subject, Message-ID, List-*, Precedence, Auto-Submitted, MIME-Version)
     multipart/alternative
-        text/plain; charset="utf-8"   base64
-        text/html;  charset="utf-8"   base64
+        text/plain; charset="utf-8"   base64 or quoted-printable
+        text/html;  charset="utf-8"   base64 or quoted-printable
 
-Both parts are base64: the content is mostly Chinese, 3 UTF-8 bytes a character, which base64 carries in 4
-bytes and quoted-printable in 9. Text is put in canonical form (CRLF line breaks, a final line break) before
+Each part is base64 or quoted-printable, whichever is smaller for its content (#12, render/transfer.py):
+Chinese is 3 UTF-8 bytes a character, which base64 carries in 4 bytes and quoted-printable in 9, while
+mostly-ASCII English HTML is about a quarter smaller in quoted-printable. The render stage sizes the HTML
+budget with the same choice. Text is put in canonical form (CRLF line breaks, a final line break) before
 encoding, as RFC 2045 requires and as `email.message.EmailMessage` does.
 
 Headers
@@ -55,6 +57,7 @@ from markupsafe import escape
 from newsletter.config import Settings
 from newsletter.deliver.subscribers import NAME_MAX_CHARS
 from newsletter.deliver.tokens import make_token
+from newsletter.render import transfer
 from newsletter.render.variant import PLACEHOLDERS, RenderedVariant, greeting
 
 DEFAULT_FROM = "Paper Digest <digest@example.org>"
@@ -244,23 +247,57 @@ class _Segment:
         return seg
 
 
+def _split(text: str) -> tuple[list[bytes], list[str]]:
+    """Canonical text split around its placeholders: (static pieces, placeholder names between them)."""
+    text = canonical_text(text)
+    pieces, slots, pos = [], [], 0
+    for m in _PH_RE.finditer(text):
+        pieces.append(text[pos : m.start()])
+        slots.append(_TOKEN_NAME[m.group()])
+        pos = m.end()
+    pieces.append(text[pos:])
+    return [p.encode("utf-8") for p in pieces], slots
+
+
+@dataclass
+class _QpBody:
+    """One quoted-printable part split around its placeholders. Every encoded piece ends its own line (a soft
+    break when the piece does not end in a line break), so pieces splice without re-encoding their neighbours."""
+
+    segments: list[bytes]  # static pieces, encoded
+    slots: list[str]
+    cte: str = transfer.QP
+
+    def encode(self, values: dict[str, bytes], out: list[bytes]) -> None:
+        """Append this body's quoted-printable lines for one subscriber's `values` to `out`."""
+        last = b""
+        for i, seg in enumerate(self.segments):
+            if i:
+                value = transfer.qp_encode(values[self.slots[i - 1]])
+                out.append(value)
+                last = value or last
+            out.append(seg)
+            last = seg or last
+        # The CRLF before the boundary belongs to the boundary: a final hard line break needs one more line.
+        if last and not last.endswith(b"=\r\n"):
+            out.append(b"=\r\n")
+
+
 @dataclass
 class _Body:
     """One base64 part split around its placeholders: segments[0] slot[0] segments[1] ... segments[-1]."""
 
     segments: list[_Segment]
     slots: list[str]  # placeholder names ("GREETING", ...)
+    cte: str = transfer.BASE64
 
     @classmethod
-    def of(cls, text: str) -> _Body:
-        text = canonical_text(text)
-        pieces, slots, pos = [], [], 0
-        for m in _PH_RE.finditer(text):
-            pieces.append(text[pos : m.start()])
-            slots.append(_TOKEN_NAME[m.group()])
-            pos = m.end()
-        pieces.append(text[pos:])
-        return cls([_Segment.of(p.encode("utf-8")) for p in pieces], slots)
+    def of(cls, text: str) -> _Body | _QpBody:
+        """The part in the smaller transfer encoding for its content (render sized the budget the same way)."""
+        pieces, slots = _split(text)
+        if transfer.choose(transfer.canonical(text)) == transfer.QP:
+            return _QpBody([transfer.qp_encode(p) for p in pieces], slots)
+        return cls([_Segment.of(p) for p in pieces], slots)
 
     def encode(self, values: dict[str, bytes], out: list[bytes]) -> None:
         """Append this body's base64 lines for one subscriber's `values` to `out`."""
@@ -281,9 +318,9 @@ class _Body:
             out.append(_b64_lines(carry))
 
 
-def _part_head(boundary: str, subtype: str) -> bytes:
+def _part_head(boundary: str, subtype: str, cte: str = transfer.BASE64) -> bytes:
     return (
-        f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n'
     ).encode("ascii")
 
 
@@ -335,9 +372,9 @@ class MessageTemplate:
     issue_date: date | str
     ms: MessageSettings
     headers: bytes  # static headers through the first part's head
-    text: _Body
+    text: _Body | _QpBody
     between: bytes  # end of text part, head of the HTML part
-    html: _Body
+    html: _Body | _QpBody
     closing: bytes
 
     @classmethod
@@ -363,9 +400,9 @@ class MessageTemplate:
             issue_id=issue_id,
             issue_date=issue_date,
             ms=ms,
-            headers=b"".join(headers) + _part_head(boundary, "plain"),
+            headers=b"".join(headers) + _part_head(boundary, "plain", text.cte),
             text=text,
-            between=_part_head(boundary, "html"),
+            between=_part_head(boundary, "html", html.cte),
             html=html,
             closing=f"--{boundary}--\r\n".encode("ascii"),
         )

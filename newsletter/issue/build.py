@@ -135,6 +135,8 @@ def _issue_paper(paper: Paper, cfg: IssueSettings) -> IssuePaper:
         primary_topic=primary,
         topics=[primary, *others],
         first_post_date=paper.first_post_date,
+        code_url=paper.code_url,
+        project_url=paper.project_url,
     )
 
 

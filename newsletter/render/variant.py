@@ -102,6 +102,7 @@ from markupsafe import Markup, escape
 from newsletter.i18n import BILINGUAL, LANGUAGES, catalog
 from newsletter.records import Highlight, Issue, IssuePaper, TopicSection, Venue
 from newsletter.registry.topics import normalize_key, topic_names, topic_slug
+from newsletter.render import transfer
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class RenderOptions:
     max_authors: int = 6  # beyond this, the first max_authors then "et al." / "等"
     abstract_sentences: int = 3  # email abstracts are cut at a sentence boundary, with a "more" link
     abstract_max_chars: int = 700  # safety net for "sentences" without punctuation
+    max_takeaways: int = 3  # per paper in the email; the archive page keeps them all
     html_budget_bytes: int = 90_000  # the HTML part as sent: base64 of UTF-8 with CRLF line breaks
     personalize_reserve_bytes: int = 400  # room for the per-subscriber values that replace the placeholders
     archive_url: str = ""  # used when issue.archive_url is empty; may contain {date} and {issue_id}
@@ -331,12 +333,12 @@ def _wrap_line(text: str, width: int, indent: str, subsequent: str) -> str:
 
 def encoded_size(n_bytes: int, line_len: int = 76) -> int:
     """Size of `n_bytes` as a base64 MIME body: 4 chars per 3 bytes, CRLF after every line."""
-    chars = 4 * ((n_bytes + 2) // 3)
-    return chars + 2 * (-(-chars // line_len))
+    return transfer.base64_size(n_bytes, line_len)
 
 
 def html_encoded_size(html: str) -> int:
-    return encoded_size(len(html.encode("utf-8")))
+    """The HTML part's size as sent, in the transfer encoding the message stage will choose for it."""
+    return transfer.encoded_size(transfer.canonical(html))
 
 
 # ---- view models -----------------------------------------------------------------------------------------
@@ -365,6 +367,10 @@ class PaperView:
     list_separator: str = ", "  # between tags
     links_lang: str = "en"
     pdf_label: str = "PDF"
+    code_url: str | None = None
+    code_label: str = "Code"
+    project_url: str | None = None
+    project_label: str = "Project"
     anchor: str | None = None  # archive only
 
 
@@ -418,6 +424,20 @@ def _tags(p: IssuePaper, context_topic: str | None, lang: str) -> list[str]:
     return out
 
 
+_NUMBER = re.compile(r"\d")
+
+
+def pick_takeaways(takeaways: list[str], limit: int) -> list[str]:
+    """At most `limit` takeaways, in their original order. Those stating a figure (a result: "+2.1 dB",
+    "10x faster") come first, then the shortest: a short concrete claim reads faster than a long general one,
+    and upstream's long bullets mostly restate the summary."""
+    if len(takeaways) <= limit:
+        return takeaways
+    ranked = sorted(range(len(takeaways)), key=lambda i: (not _NUMBER.search(takeaways[i]), len(takeaways[i]), i))
+    keep = set(ranked[:limit])
+    return [t for i, t in enumerate(takeaways) if i in keep]
+
+
 def paper_view(
     p: IssuePaper,
     mode: str,
@@ -445,18 +465,25 @@ def paper_view(
         label_colon=tr.one(ui, "label_colon"),
         list_separator=tr.one(ui, "list_separator"),
         pdf_label=tr.one(ui, "pdf"),
+        code_url=_safe_url(p.code_url),
+        code_label=tr.one(ui, "code"),
+        project_url=_safe_url(p.project_url),
+        project_label=tr.one(ui, "project"),
     )
     summary, takeaways = _clean(p.summary_zh) or None, [_clean(t) for t in p.takeaways if _clean(t)]
     english = _clean(p.abstract)
     show_zh = mode in ("zh", "bilingual") or not english or archive  # upstream writes these only in Chinese
     if show_zh:
-        view.summary, view.takeaways = summary, takeaways
+        view.summary = summary
+        view.takeaways = takeaways if archive else pick_takeaways(takeaways, opts.max_takeaways)
     translated = _clean(p.abstract_zh)
     source = (translated or english) if mode == "zh" else (english or translated)
     if archive:
         view.abstract, view.abstract_zh = english or None, translated or None
     elif source:
-        view.abstract, cut = cut_sentences(source, opts.abstract_sentences, opts.abstract_max_chars)
+        # Bilingual with a Chinese summary says it twice already: one sentence fewer of the abstract (#12).
+        sentences = opts.abstract_sentences - (mode == "bilingual" and bool(view.summary))
+        view.abstract, cut = cut_sentences(source, max(sentences, 1), opts.abstract_max_chars)
         view.more_label = tr.one("zh" if _is_cjk(source) else "en", "more") if cut and abs_url else None
     view.abstract_lang = "zh-CN" if view.abstract and _is_cjk(view.abstract) else "en"
     return view
@@ -751,7 +778,11 @@ def _split_budget(
 
 def _fits(html: str, opts: RenderOptions) -> bool:
     """Within budget once personalised: the placeholders are replaced by URLs and a name afterwards."""
-    return encoded_size(len(html.encode("utf-8")) + opts.personalize_reserve_bytes) <= opts.html_budget_bytes
+    data = transfer.canonical(html)
+    cte = transfer.choose(data)
+    # The reserve as encoded: a non-ASCII value in quoted-printable takes 3 characters a byte, base64 4 per 3.
+    reserve = 3 * opts.personalize_reserve_bytes if cte == transfer.QP else -(-4 * opts.personalize_reserve_bytes // 3)
+    return transfer.encoded_size(data, cte) + reserve <= opts.html_budget_bytes
 
 
 def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:

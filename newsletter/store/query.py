@@ -79,5 +79,7 @@ def paper_record(paper: Paper) -> dict:
         },
         "abs_url": paper.abs_url,
         "pdf_url": paper.pdf_url,
+        "code_url": paper.code_url,
+        "project_url": paper.project_url,
         "sightings": sightings,
     }

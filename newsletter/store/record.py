@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from newsletter.db.models import AcceptanceEvent, Paper, Post, Sighting
 from newsletter.ingest.parse.common import norm_ws, plain_quotes, title_fingerprint
 from newsletter.records import ParsedPaper, ParsedPost, Venue
+from newsletter.registry.links import extract_links
 from newsletter.registry.venues import extract_venue
 
 
@@ -163,6 +164,13 @@ def _fill_missing(paper: Paper, parsed: ParsedPaper) -> None:
             setattr(paper, name, list(getattr(parsed, name)))
 
 
+def _set_links(paper: Paper, parsed: ParsedPaper) -> None:
+    """Code / project links from the abstract and this sighting's comment; a link once found is kept."""
+    links = extract_links(paper.abstract or parsed.abstract, parsed.comment)
+    paper.code_url = links.code_url or paper.code_url
+    paper.project_url = links.project_url or paper.project_url
+
+
 def _is_newer(paper: Paper, post: ParsedPost, parsed: ParsedPaper) -> bool:
     return (post.post_date, _version_num(parsed.arxiv_version)) >= (
         paper.latest_post_date,
@@ -181,6 +189,7 @@ def _apply_latest(paper: Paper, parsed: ParsedPaper, post: ParsedPost, venue: Ve
     paper.version = parsed.arxiv_version or paper.version
     paper.comment = parsed.comment
     paper.pdf_url = parsed.pdf_url or paper.pdf_url
+    _set_links(paper, parsed)
     paper.latest_post_date = max(paper.latest_post_date, post.post_date)
     paper.accepted, paper.venue, paper.venue_year, paper.venue_track = (
         venue.accepted,
