@@ -17,6 +17,8 @@ from urllib.parse import quote, urlencode
 
 from airflow.sdk import get_current_context
 
+from newsletter_airflow.assets import announce_arrivals
+
 log = logging.getLogger("newsletter.dags")
 
 # The repository's config, used when NEWSLETTER_CONFIG is unset (a checkout with dags/ beside newsletter.toml).
@@ -83,6 +85,7 @@ def ingest_source(source: str) -> dict:
         log.warning("%s", line)
     if out["status"] == "failed":
         raise RuntimeError(f"source {source} failed: {out.get('error')}")
+    announce_arrivals(context["outlet_events"], out)  # the task's outlet: a paper-store event if papers arrived
     return {k: out.get(k) for k in INGEST_KEYS}
 
 

@@ -42,6 +42,8 @@ import _digest_common as common
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from newsletter_airflow.assets import PAPER_STORE, PAPER_STORE_ARRIVALS
+
 log = logging.getLogger("newsletter.dags.digest")
 
 # Read at parse time: environment lookups only, so parsing stays cheap.
@@ -139,6 +141,7 @@ def digest_newsletter():
         map_index_template="{{ label }}",
         execution_timeout=timedelta(minutes=20),
         doc_md=INGEST_DOC,
+        outlets=[PAPER_STORE_ARRIVALS],  # a paper-store asset event when papers arrived (newsletter_airflow.assets)
         **TRANSIENT,
     )
     def ingest(source: str) -> dict:
@@ -168,7 +171,7 @@ def digest_newsletter():
 
     # all_done: a failed source must not stop the issue (the others' papers go out). One build at a time: two
     # issues built at once could both feature the same paper as new.
-    @task(trigger_rule="all_done", max_active_tis_per_dag=1)
+    @task(trigger_rule="all_done", max_active_tis_per_dag=1, inlets=[PAPER_STORE])
     def build_issue(ingested: list[dict]) -> dict:
         """Build (or rebuild identically) the issue of the run's day. Skips the rest when there is nothing new."""
         from newsletter.pipeline.steps import build_step, period_for

@@ -28,6 +28,8 @@ import _digest_common as common
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from newsletter_airflow.assets import PAPER_STORE_ARRIVALS
+
 log = logging.getLogger("newsletter.dags.ingest")
 
 # Off the hour by default, so it never ingests at the same moment as the 08:00 digest run.
@@ -63,6 +65,7 @@ def ingest_feeds():
         map_index_template="{{ label }}",
         execution_timeout=timedelta(minutes=20),
         doc_md="Fetch (conditional GET) or read one source and store it; fails when the source failed as a whole.",
+        outlets=[PAPER_STORE_ARRIVALS],  # a paper-store asset event when papers arrived (newsletter_airflow.assets)
     )
     def ingest(source: str) -> dict:
         return common.ingest_source(source)
