@@ -61,13 +61,14 @@ def _log_ingest_totals(results: list[dict], enabled: int) -> None:
 
 
 def _send_counts(out: dict) -> dict:
-    """sent / failed / bounced / retried out of the sender's report (4xx deferred or given up count as failed,
-    a dropped connection's requeued message as retried)."""
+    """sent / failed / bounced / retried / recovered out of the sender's report (4xx deferred or given up count as
+    failed, a dropped connection's requeued message as retried, a crashed sender's requeued claims as recovered)."""
     return {
         "sent": out.get("sent", 0),
         "failed": out.get("deferred", 0) + out.get("gave_up", 0),
         "bounced": out.get("bounced", 0),
         "retried": out.get("requeued", 0),
+        "recovered": out.get("recovered", 0),
     }
 
 
@@ -257,7 +258,9 @@ def digest_newsletter():
             log.info("slot %s, dry run: %s", slot, out)
             return {k: v for k, v in out.items() if isinstance(v, int | str | bool)}
         counts = _send_counts(out)
-        log.info("slot %s: sent %s, failed %s, bounced %s, retried %s", slot, *counts.values())
+        log.info(
+            "slot %s: sent %s, failed %s, bounced %s, retried %s, stale claims recovered %s", slot, *counts.values()
+        )
         for error in out.get("errors", [])[-20:]:
             log.warning("%s", error)
         if out.get("stopped"):

@@ -13,11 +13,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections import defaultdict
 from email import policy
 from pathlib import Path
@@ -329,6 +331,70 @@ def test_sample_day_dry_run_real_run_test_copy_and_resend(tmp_path, airflow_db):
     assert by_smtp == sorted([*EVERYONE, *EVERYONE, "proof@example.org"])
     assert _sent_to(tmp_path / "newsletter.db") == EVERYONE
     assert (tmp_path / "archive" / "2026-11-25.html").is_file()
+
+
+# The sender the test kills: ingest the sample, import the subscribers, send the day by SMTP (batches of 8).
+DOOMED_SENDER = """
+import sys
+from datetime import date
+from newsletter.config import load_settings
+from newsletter.db import session_scope
+from newsletter.deliver.subscribers import import_csv
+from newsletter.pipeline.ingest import ingest
+from newsletter.pipeline.send import send_date
+
+settings = load_settings()
+ingest(settings)
+with session_scope(settings.database_url) as session:
+    import_csv(session, open(sys.argv[1], encoding="utf-8").read())
+send_date(settings, date.fromisoformat(sys.argv[2]))
+"""
+
+
+def _xcoms(home: Path, task_id: str) -> list:
+    """The return values a task pushed (one per mapped instance), read from the Airflow metadata database."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        rows = db.execute("SELECT value FROM xcom WHERE task_id = ? AND key = 'return_value'", (task_id,))
+        return [json.loads(value) for (value,) in rows]
+
+
+def test_scheduled_send_recovers_claims_of_a_sigkilled_sender(tmp_path, airflow_db):
+    """README: rows a crashed sender left in `sending` are requeued by the next DAG run after `stale_after_s`.
+    A real sender process is SIGKILLed mid-batch (the server holds back the 250 of its 3rd message, the one
+    ambiguous window); the DAG's run for that day then requeues the dead claims, counts them in its XCom, and
+    every subscriber ends with exactly one mail, except at most the one that was in flight."""
+    from tests.smtp_server import FaultyHandler, SmtpServer
+
+    people = [f"reader{i:02d}@example.org" for i in range(20)]
+    csv = tmp_path / "subscribers.csv"
+    csv.write_text("email,name,language,topics\n" + "".join(f"{e},R{i},en,\n" for i, e in enumerate(people)))
+    config = _write_config(tmp_path, SAMPLE_SOURCES)
+    config.write_text(config.read_text().replace("[delivery]\n", "[delivery]\nbatch_size = 8\nstale_after_s = 1\n"))
+    with SmtpServer(FaultyHandler(hang_at=3)) as smtp:
+        env = _env(
+            tmp_path, airflow_db, config, NEWSLETTER_SMTP_URL=smtp.url, NEWSLETTER_TOKEN_SECRET=TEST_TOKEN_SECRET
+        )
+        child = subprocess.Popen([sys.executable, "-c", DOOMED_SENDER, str(csv), "2026-11-25"], env=env, cwd=tmp_path)
+        try:
+            assert smtp.wait_for(3, timeout=120), "the sender never reached the server"
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+        smtp.handler.release()
+        assert child.returncode == -signal.SIGKILL
+        with sqlite3.connect(tmp_path / "newsletter.db") as db:
+            claimed = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sending'").fetchone()[0]
+        assert claimed == 6  # the rest of the killed batch of 8: 2 were marked sent after their 250
+        time.sleep(1.5)  # let the claims grow older than stale_after_s (a precondition, not a timing assertion)
+        run = _run_dag(env, "digest_newsletter", [{"logical_date": None, "run_after": "2026-11-26T01:00:00+00:00"}],
+                       subscribers=None)["runs"][0]  # fmt: skip
+        assert smtp.wait_for(len(people) + 1, timeout=30)
+        counts = smtp.counts()
+    assert run["state"] == "success", run
+    assert [x["recovered"] for x in _xcoms(Path(env["AIRFLOW_HOME"]), "prepare_ledger")] == [6]
+    assert set(counts) == set(people)
+    assert sum(n - 1 for n in counts.values()) == 1, counts  # the one in flight at the kill; nobody else twice
+    assert _sent_to(tmp_path / "newsletter.db") == people
 
 
 def _markdown_post(day: str, topic: str, papers: list[tuple[str, str]]) -> str:
