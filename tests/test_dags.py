@@ -226,12 +226,10 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     assert set(info["dags"]) == {"digest_newsletter", "ingest_feeds"}
     digest, hourly = info["dags"]["digest_newsletter"], info["dags"]["ingest_feeds"]
 
-    assert digest["timetable"] == "CronTriggerTimetable"
-    assert (digest["cron"], digest["tz"], digest["interval_s"]) == ("0 8 * * *", "Asia/Shanghai", 86400)
-    assert (digest["catchup"], digest["max_active_runs"]) == (False, 1)
-    # No start_date and no run_immediately: unpausing never sends at once; missed days are explicit backfills.
-    # (timedelta(0), not False: False still runs the latest tick when unpaused within 2.4 h after it.)
-    assert (digest["start_date"], digest["run_immediately"]) == (None, "0:00:00")
+    # A data interval timetable: the logical date (the interval's start) is the issue day.
+    assert digest["timetable"] == "CronDataIntervalTimetable"
+    assert (digest["cron"], digest["tz"]) == ("0 8 * * *", "Asia/Shanghai")
+    assert (digest["catchup"], digest["max_active_runs"], digest["start_date"]) == (False, 1, None)
     assert {"dry_run", "test_recipient", "resend", "topics"} <= set(digest["params"])
     expected = {"enabled_sources", "ingest", "freshness", "build_issue", "render_variants", "test_send",
                 "prepare_ledger", "plan_senders", "send", "report"}  # fmt: skip
@@ -254,6 +252,62 @@ def test_schedule_comes_from_the_environment(tmp_path):
     info = _inspect(tmp_path, NEWSLETTER_DAG_CRON="15 6 * * 1-5", NEWSLETTER_DAG_TZ="Europe/Berlin")
     digest = info["dags"]["digest_newsletter"]
     assert (digest["cron"], digest["tz"]) == ("15 6 * * 1-5", "Europe/Berlin")
+
+
+# The digest DAG's timetable as the scheduler and `airflow backfill create` use it (the core class the DAG
+# serializes to), its clock set to each `now` (the scheduler calls next_dagrun_info with the wall clock).
+TIMETABLE = """
+import json, sys
+from pathlib import Path
+from unittest import mock
+import pendulum
+from airflow.dag_processing.dagbag import BundleDagBag
+from airflow.serialization.encoders import coerce_to_core_timetable
+from airflow.timetables.base import DataInterval, TimeRestriction
+
+bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=Path(sys.argv[1]))
+tt = coerce_to_core_timetable(bag.dags["digest_newsletter"].timetable)
+local = lambda t: t.in_timezone("Asia/Shanghai").isoformat()
+out = {"unpause": {}, "after_run": {}}
+for now in json.loads(sys.argv[2]):
+    now = pendulum.parse(now)
+    with mock.patch("airflow.timetables.interval.utcnow", return_value=now.in_timezone("UTC")):
+        unpause = tt.next_dagrun_info(last_automated_data_interval=None,
+                                      restriction=TimeRestriction(None, None, catchup=False))
+        out["unpause"][now.isoformat()] = [local(unpause.logical_date), local(unpause.run_after)]
+        after = tt.next_dagrun_info(last_automated_data_interval=unpause.data_interval,
+                                    restriction=TimeRestriction(None, None, catchup=False))
+        out["after_run"][now.isoformat()] = [local(after.logical_date), local(after.run_after)]
+# What `airflow backfill create --from-date 2026-11-16 --to-date 2026-11-18` iterates (dates in UTC, as the CLI
+# parses them), the way SerializedDAG.iter_dagrun_infos_between does.
+restriction = TimeRestriction(pendulum.datetime(2026, 11, 16), pendulum.datetime(2026, 11, 18), catchup=True)
+info, backfill = None, []
+while info := tt.next_dagrun_info_v2(last_dagrun_info=info, restriction=restriction):
+    backfill.append([local(info.logical_date), local(info.run_after)])
+manual = tt.infer_manual_data_interval(run_after=pendulum.parse("2026-11-26T09:00:00+08:00"))
+out["backfill"], out["manual"] = backfill, local(manual.start)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_timetable_unpause_backfill_and_manual_runs_by_issue_day(tmp_path):
+    """Unpausing at any time of day makes at most one run, due at once: the latest issue day whose morning-after
+    has passed; once that ran, nothing more is due before the next morning. A backfill's dates are issue days
+    (logical dates), each run the morning after. A manual run covers the latest due issue day."""
+    nows = ["00:30", "07:59", "08:00", "08:01", "12:23", "23:59"]
+    proc = _python(TIMETABLE, _base_env(tmp_path), str(DAGS), json.dumps([f"2026-11-26T{t}:00+08:00" for t in nows]))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(lines[-1][len("RESULT ") :])
+    day = lambda d: f"2026-11-{d}T08:00:00+08:00"  # noqa: E731 -- issue day D: logical date D 08:00 local
+    for now, (logical, run_after) in out["unpause"].items():
+        latest_due = 24 if now[11:16] < "08:00" else 25
+        assert (logical, run_after) == (day(latest_due), day(latest_due + 1)), now  # due already: runs at once
+        assert run_after <= now, now
+    for now, (_logical, run_after) in out["after_run"].items():
+        assert run_after > now, now  # the next one waits for its morning: unpausing started only one run
+    assert out["backfill"] == [[day(d), day(d + 1)] for d in (16, 17, 18)]
+    assert out["manual"] == day(25)
 
 
 def test_parse_time_under_budget(tmp_path):
@@ -444,7 +498,7 @@ def test_three_date_backfill_with_overlapping_posts(tmp_path, airflow_db):
     _three_days(tmp_path / "posts")
     sources = f'\n[[sources]]\nname = "posts"\nkind = "markdown"\npath = "{tmp_path / "posts"}"\n'
     env = _env(tmp_path, airflow_db, _write_config(tmp_path, sources))
-    runs = [{"logical_date": f"2026-11-{d}T00:00:00+00:00"} for d in (17, 18, 19)]
+    runs = [{"logical_date": f"2026-11-{d}T00:00:00+00:00"} for d in (16, 17, 18)]  # logical date = issue day
     runs.append({"logical_date": None, "run_after": "2026-11-17T03:00:00+00:00"})  # a re-run of 2026-11-16
     result = _run_dag(env, "digest_newsletter", runs)
     assert [r["state"] for r in result["runs"]] == ["success"] * 4, result["runs"]
@@ -477,7 +531,7 @@ def test_real_corpus_date(tmp_path, airflow_db):
     proc = subprocess.run(cli, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
-    result = _run_dag(env, "digest_newsletter", [{"logical_date": "2024-12-06T00:00:00+00:00"}])
+    result = _run_dag(env, "digest_newsletter", [{"logical_date": "2024-12-05T00:00:00+00:00"}])
     run = result["runs"][0]
     assert run["state"] == "success", run
     mails = _mails(tmp_path / "outbox")
