@@ -10,6 +10,8 @@ import codecs
 import re
 from pathlib import PurePosixPath
 
+KINDS = ("feed", "markdown", "text", "html")
+
 _SNIFF = 8192  # detection looks at the start of the file (and counts layout lines in the whole text)
 _PROLOG = re.compile(r"\A(?:\s+|<\?[^>]*\?>|<!--.*?-->|<!DOCTYPE[^>]*>)*", re.DOTALL | re.IGNORECASE)
 _FEED_ROOT = re.compile(r"<(?:[\w.-]+:)?(?:feed|rss|RDF)\b")
