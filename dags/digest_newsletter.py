@@ -6,8 +6,14 @@ One newsletter issue per local day, sent to every active subscriber exactly once
 **Schedule**: `0 8 * * *` in Asia/Shanghai by default (env `NEWSLETTER_DAG_CRON`, `NEWSLETTER_DAG_TZ`), as a data
 interval timetable (`CronDataIntervalTimetable`): the **logical date is the issue day**. The run of issue day D has
 the data interval D 08:00 -> D+1 08:00 and starts at its end, the morning after (upstream posts D's papers
-during D). Its run id is `scheduled__D T00:00:00+00:00` (08:00 Asia/Shanghai is 00:00 UTC), and the UI shows D.
+during D). Its run id is `scheduled__<D>T00:00:00+00:00` (08:00 Asia/Shanghai is 00:00 UTC), and the UI shows D.
 The issue day is the local date (in the newsletter's timezone) of the logical date.
+
+Why this timetable: with `CronTriggerTimetable` the logical date is the run time, the morning after, so every
+date an operator typed was one day off its issue. A custom timetable could make the interval the local day
+itself, but needs an Airflow plugin for the scheduler to deserialize it; the built-in data interval timetable
+does the job. The CLI reads `--from-date 2024-12-05` as 00:00 UTC, which is exactly the 08:00 Asia/Shanghai
+tick; with another `NEWSLETTER_DAG_TZ` or hour, give the dates as the local ticks (`2024-12-05T08:00:00-05:00`).
 
 **Unpausing** starts at most one run, at once, whatever the time of day: the latest issue day whose morning-after
 has passed (catchup=False keeps the latest missed interval), unless that run exists already. Its mails go only to
