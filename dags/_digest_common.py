@@ -39,13 +39,13 @@ def label(text: str) -> None:
 
 def issue_day(context: dict[str, Any], timezone: str) -> date:
     """The issue day of a run: the local date of its logical date (the data interval's start for scheduled and
-    backfill runs, the date asked for in a manual run), else of its inferred data interval's start (a manual run
-    without a logical date: the latest issue day whose morning-after has passed)."""
+    backfill runs, the date asked for in a manual run); a manual run without one (Airflow 3 gives it no data
+    interval either) covers the local day before the one it was triggered on."""
     from zoneinfo import ZoneInfo
 
     when = context.get("logical_date") or context.get("data_interval_start")
-    if when is None:  # no timetable interval at all: the day before the run
-        when = context["dag_run"].run_after - timedelta(days=1)
+    if when is None:
+        when = context["dag_run"].run_after.astimezone(ZoneInfo(timezone)) - timedelta(days=1)
     return when.astimezone(ZoneInfo(timezone)).date()
 
 

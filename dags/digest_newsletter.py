@@ -19,9 +19,8 @@ tick; with another `NEWSLETTER_DAG_TZ` or hour, give the dates as the local tick
 has passed (catchup=False keeps the latest missed interval), unless that run exists already. Its mails go only to
 whoever has not had that issue (the ledger). Older missed days are explicit backfills.
 
-**Manual runs**: without a logical date, the latest issue day whose morning-after has passed (triggered on D+1 at
-07:00 it is D-1, at 09:00 it is D); with a logical date L, the local date of L (pass D 00:00 UTC or D 00:00
-local: both are day D in Asia/Shanghai).
+**Manual runs**: without a logical date, the local day before the one it was triggered on; with a logical date
+L, the local date of L (pass D 00:00 UTC or D 00:00 local: both are day D in Asia/Shanghai).
 
 **Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
 `render_variants` -> `test_send` | `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per
