@@ -6,7 +6,8 @@ One newsletter issue per local day, sent to every active subscriber exactly once
 **Schedule**: `0 8 * * *` in Asia/Shanghai by default (env `NEWSLETTER_DAG_CRON`, `NEWSLETTER_DAG_TZ`), as a data
 interval timetable (`CronDataIntervalTimetable`): the **logical date is the issue day**. The run of issue day D has
 the data interval D 08:00 -> D+1 08:00 and starts at its end, the morning after (upstream posts D's papers
-during D). Its run id is `scheduled__<D>T00:00:00+00:00` (08:00 Asia/Shanghai is 00:00 UTC), and the UI shows D.
+during D). The UI shows D as the run's logical date (08:00 Asia/Shanghai is 00:00 UTC); the run id names the run
+time, as Airflow does for every timetable (`scheduled__<D+1>T00:00:00+00:00`).
 The issue day is the local date (in the newsletter's timezone) of the logical date.
 
 Why this timetable: with `CronTriggerTimetable` the logical date is the run time, the morning after, so every
