@@ -359,7 +359,7 @@ def test_sample_day_dry_run_real_run_test_copy_and_resend(tmp_path, airflow_db):
         smtp_env = {"NEWSLETTER_SMTP_URL": smtp.url, "NEWSLETTER_TOKEN_SECRET": TEST_TOKEN_SECRET}  # real mail
         env = _env(tmp_path, airflow_db, _write_config(tmp_path, SAMPLE_SOURCES), **smtp_env)
         runs = [
-            {"logical_date": "2026-11-26T00:00:00+00:00", "conf": {"dry_run": True}},
+            {"logical_date": "2026-11-25T00:00:00+00:00", "conf": {"dry_run": True}},  # the issue day
             {"logical_date": None, "run_after": "2026-11-26T01:00:00+00:00"},
             {
                 "logical_date": None,
