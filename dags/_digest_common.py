@@ -40,14 +40,15 @@ def label(text: str) -> None:
 
 
 def issue_day(context: dict[str, Any], timezone: str) -> date:
-    """The local day a run covers: its data interval, else (a manual run without one) the day before it ran."""
-    from newsletter.issue.build import Period
+    """The issue day of a run: the local date of its logical date (the data interval's start for scheduled and
+    backfill runs, the date asked for in a manual run); a manual run without one (Airflow 3 gives it no data
+    interval either) covers the local day before the one it was triggered on."""
+    from zoneinfo import ZoneInfo
 
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if start is not None and end is not None and end > start:
-        return Period.from_interval(start, end, timezone).last
-    run_after = context["dag_run"].run_after
-    return Period.from_interval(run_after - timedelta(days=1), run_after, timezone).last
+    when = context.get("logical_date") or context.get("data_interval_start")
+    if when is None:
+        when = context["dag_run"].run_after.astimezone(ZoneInfo(timezone)) - timedelta(days=1)
+    return when.astimezone(ZoneInfo(timezone)).date()
 
 
 def replay_window(day: date, cfg) -> tuple[datetime, datetime]:

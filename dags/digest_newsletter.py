@@ -3,11 +3,25 @@
 
 One newsletter issue per local day, sent to every active subscriber exactly once.
 
-**Schedule**: `0 8 * * *` in Asia/Shanghai by default (env `NEWSLETTER_DAG_CRON`, `NEWSLETTER_DAG_TZ`). Each run has a
-one-day data interval ending at its run time: the run on the morning of D+1 sends the issue of day D (its
-logical date is D 08:00). A manual run without a logical date covers the day before it was triggered; one
-triggered with a logical date L covers the day ending at L (pass `data_interval_start`/`_end` through the REST
-API to be exact).
+**Schedule**: `0 8 * * *` in Asia/Shanghai by default (env `NEWSLETTER_DAG_CRON`, `NEWSLETTER_DAG_TZ`), as a data
+interval timetable (`CronDataIntervalTimetable`): the **logical date is the issue day**. The run of issue day D has
+the data interval D 08:00 -> D+1 08:00 and starts at its end, the morning after (upstream posts D's papers
+during D). The UI shows D as the run's logical date (08:00 Asia/Shanghai is 00:00 UTC); the run id names the run
+time, as Airflow does for every timetable (`scheduled__<D+1>T00:00:00+00:00`).
+The issue day is the local date (in the newsletter's timezone) of the logical date.
+
+Why this timetable: with `CronTriggerTimetable` the logical date is the run time, the morning after, so every
+date an operator typed was one day off its issue. A custom timetable could make the interval the local day
+itself, but needs an Airflow plugin for the scheduler to deserialize it; the built-in data interval timetable
+does the job. The CLI reads `--from-date 2024-12-05` as 00:00 UTC, which is exactly the 08:00 Asia/Shanghai
+tick; with another `NEWSLETTER_DAG_TZ` or hour, give the dates as the local ticks (`2024-12-05T08:00:00-05:00`).
+
+**Unpausing** starts at most one run, at once, whatever the time of day: the latest issue day whose morning-after
+has passed (catchup=False keeps the latest missed interval), unless that run exists already. Its mails go only to
+whoever has not had that issue (the ledger). Older missed days are explicit backfills.
+
+**Manual runs**: without a logical date, the local day before the one it was triggered on; with a logical date
+L, the local date of L (pass D 00:00 UTC or D 00:00 local: both are day D in Asia/Shanghai).
 
 **Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
 `render_variants` -> `test_send` | `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per
@@ -19,10 +33,15 @@ of `newsletter.pipeline.steps` and passes ids and counts on (XCom never carries 
 `topics` (the variant of the test copy), `resend` (explicit: sent rows go back to pending and are sent again;
 logged).
 
-**Backfill**: `airflow backfill create --dag-id digest_newsletter --from-date D1+1 --to-date D2+1
---max-active-runs 1` sends the issues of days D1..D2 (the dates select run times, the mornings after; without
-`--max-active-runs 1` a backfill runs up to 10 days at once). A backfill reads the raw archive, not the
-network. The ledger makes re-runs safe: nobody gets the same issue twice, and no paper is featured as new twice.
+**Backfill**: `airflow backfill create --dag-id digest_newsletter --from-date D1 --to-date D2 --max-active-runs 1`
+(or the UI's backfill form with the same dates) sends the issues of days D1..D2 in date order; a day whose morning
+after is still to come is left out. Without `--max-active-runs 1` a backfill runs up to 10 days at once. A backfill
+reads the raw archive, not the network. The ledger makes re-runs safe: nobody gets the same issue twice (also with
+`--reprocess-behavior completed`, which re-runs days already sent), and no paper is featured as new twice.
+
+**Freshness** is an alert, not a verdict on history: `freshness` never fails a run. On a scheduled run a stale
+upstream (a weekday with no new papers, a source failing twice in a row) emails the admins; backfills and manual
+runs only log it.
 
 **Failures**: ingest and send retry with exponential backoff; a task that fails for good emails the admins
 in `NEWSLETTER_ADMIN_EMAILS` (Airflow connection `smtp_default`, which also carries subscriber mail when the
@@ -39,8 +58,8 @@ import os
 from datetime import date, timedelta
 
 import _digest_common as common
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from newsletter_airflow.assets import PAPER_STORE, PAPER_STORE_ARRIVALS
 
@@ -63,13 +82,14 @@ def _log_ingest_totals(results: list[dict], enabled: int) -> None:
 
 
 def _send_counts(out: dict) -> dict:
-    """sent / failed / bounced / retried out of the sender's report (4xx deferred or given up count as failed,
-    a dropped connection's requeued message as retried)."""
+    """sent / failed / bounced / retried / recovered out of the sender's report (4xx deferred or given up count as
+    failed, a dropped connection's requeued message as retried, a crashed sender's requeued claims as recovered)."""
     return {
         "sent": out.get("sent", 0),
         "failed": out.get("deferred", 0) + out.get("gave_up", 0),
         "bounced": out.get("bounced", 0),
         "retried": out.get("requeued", 0),
+        "recovered": out.get("recovered", 0),
     }
 
 
@@ -98,10 +118,11 @@ is left untouched (a real run afterwards still sends everything)."""
 
 @dag(
     dag_id="digest_newsletter",
-    # No start_date: unpausing never sends at once; the first run is the next scheduled time. That takes
-    # run_immediately=timedelta(0): with False, Airflow 3.3 still runs the latest tick when unpaused within 10%
-    # of the period after it (2.4 h for a daily cron). Missed days are explicit backfills, hence catchup=False.
-    schedule=CronTriggerTimetable(CRON, timezone=TIMEZONE, interval=timedelta(days=1), run_immediately=timedelta(0)),
+    # Data intervals, so the logical date (interval start) is the issue day and backfill dates are issue days; see
+    # DAG_DOC. A custom timetable would let the interval be the local day itself, but needs a plugin to
+    # deserialize in the scheduler; 08:00 Asia/Shanghai is 00:00 UTC, so a date typed in the CLI lands on the tick.
+    # No start_date, catchup=False: unpausing runs only the latest due issue (DAG_DOC "Unpausing").
+    schedule=CronDataIntervalTimetable(CRON, timezone=TIMEZONE),
     catchup=False,
     max_active_runs=1,  # one sender at a time: runs never race for the same ledger
     doc_md=__doc__,
@@ -149,25 +170,31 @@ def digest_newsletter():
 
     @task(trigger_rule="all_done")
     def freshness(ingested: list[dict]) -> dict:
-        """Fail when the issue day was a weekday with zero new papers (emails once per outage: the first such
-        day; later ones stay red without emailing), when a source has failed two runs in a row (emails every
-        day), or when a source failed in this run (its own failure already emailed: not again).
-        Never blocks sending: nothing downstream depends on it; it turns the run red for the operator."""
+        """An alert, never a verdict: the issue day was a weekday with zero new papers, or a source has failed
+        two runs in a row. On a scheduled run the admins get one email per outage; backfills and manual runs only log
+        (history is what it is). Never fails: the run's colour says whether the newsletter went out."""
+        from html import escape
+
         from newsletter.pipeline.steps import freshness_step
 
         settings = common.settings()
-        day = common.issue_day(get_current_context(), settings.timezone)
-        out = freshness_step(
-            settings, day, max_failures=int(os.environ.get("NEWSLETTER_ALERT_AFTER_FAILURES", "2")), track=True
-        )
+        context = get_current_context()
+        day = common.issue_day(context, settings.timezone)
+        failures = int(os.environ.get("NEWSLETTER_ALERT_AFTER_FAILURES", "2"))
+        out = freshness_step(settings, day, max_failures=failures, track=True)  # track: notify once per outage
         log.info("freshness %s: %s new papers, failing sources %s", day, out["new_papers"], out["failing_sources"])
         fetched = {r["source"] for r in ingested}
-        failed_now = [s.name for s in settings.sources if s.enabled and s.name not in fetched]
-        if out["alerts"] or failed_now:
-            error = AirflowFailException("; ".join([*out["alerts"], *(f"source {n} failed" for n in failed_now)]))
-            error.alert = bool(out["notify"])  # type: ignore[attr-defined]
-            raise error
-        return {k: out[k] for k in ("day", "new_papers", "failing_sources")}
+        failed_now = [s.name for s in settings.sources if s.enabled and s.name not in fetched]  # emailed already
+        scheduled = "scheduled" in str(getattr(context["dag_run"], "run_type", ""))
+        for line in [*out["alerts"], *(f"source {n} failed in this run" for n in failed_now)]:
+            log.warning("freshness alert: %s", line)
+        if out["alerts"] and out["notify"] and scheduled:
+            body = "".join(f"<p>{escape(a)}</p>" for a in out["alerts"])
+            common.alert_admins(context, f"[paper-digest] upstream stale for {day}", body)
+        return {
+            **{k: out[k] for k in ("day", "new_papers", "failing_sources", "alerts")},
+            "emailed": bool(out["alerts"] and out["notify"]) and scheduled,
+        }
 
     # all_done: a failed source must not stop the issue (the others' papers go out). One build at a time: two
     # issues built at once could both feature the same paper as new.
@@ -263,7 +290,9 @@ def digest_newsletter():
             log.info("slot %s, dry run: %s", slot, out)
             return {k: v for k, v in out.items() if isinstance(v, int | str | bool)}
         counts = _send_counts(out)
-        log.info("slot %s: sent %s, failed %s, bounced %s, retried %s", slot, *counts.values())
+        log.info(
+            "slot %s: sent %s, failed %s, bounced %s, retried %s, stale claims recovered %s", slot, *counts.values()
+        )
         for error in out.get("errors", [])[-20:]:
             log.warning("%s", error)
         if out.get("stopped"):

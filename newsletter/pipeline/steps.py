@@ -24,6 +24,7 @@ from newsletter.deliver.ledger import (
     needed_variants,
     parse_variant_key,
     prepare_ledger,
+    recover_stale,
 )
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
 from newsletter.deliver.sender import send_issue, send_test
@@ -32,6 +33,8 @@ from newsletter.issue.build import Period, build_issue
 from newsletter.pipeline.ingest import SourceReport, ingest, replay
 from newsletter.records import Issue, Language, VariantSpec
 from newsletter.render.variant import RenderOptions, render_archive, render_variant
+
+log = logging.getLogger(__name__)
 
 
 def web_base_url(settings: Settings) -> str:
@@ -257,11 +260,27 @@ def preview_step(settings: Settings, issue: Issue, spec: VariantSpec) -> tuple:
 
 
 def prepare_step(settings: Settings, issue_id: int) -> dict:
-    """Queue one ledger row per active subscriber with something to read (idempotent)."""
+    """Queue one ledger row per active subscriber with something to read (idempotent), and requeue the rows a
+    crashed sender left in `sending` (see `recover_step`): a scheduled, retried or cleared run finishes them."""
 
     with session_scope(settings.database_url) as session:
         result = prepare_ledger(session, issue_id, ms=MessageSettings.from_settings(settings))
-    return result.as_dict()
+    return {**result.as_dict(), "recovered": recover_step(settings, issue_id)}
+
+
+def recover_step(settings: Settings, issue_id: int) -> int:
+    """Rows of this issue claimed longer than `[delivery] stale_after_s` ago -> pending. Such a claim belongs to
+    a killed sender (a live one finishes a batch far sooner); its in-flight message may have been accepted, so
+    this costs at most one duplicate per killed sender. Logged; returns the row count."""
+
+    with session_scope(settings.database_url) as session:
+        n = recover_stale(session, issue_id, settings.delivery.stale_after_s)
+    if n:
+        log.warning(
+            "issue %s: %s row(s) left in 'sending' for over %ss by a crashed sender requeued (at most one "
+            "duplicate per crashed sender)", issue_id, n, settings.delivery.stale_after_s,
+        )  # fmt: skip
+    return n
 
 
 def plan_senders(settings: Settings, issue_id: int) -> list[int]:
@@ -283,9 +302,10 @@ def send_step(settings: Settings, issue_id: int, slot: int = 0, dry_run: bool = 
 
     if dry_run:
         return dry_run_to_outbox(settings, issue_id)
+    recovered = recover_step(settings, issue_id)  # a retry after a killed attempt finishes that attempt's claims
     variants = variants_for_sending(settings, issue_id)
     report = send_issue(settings, issue_id, variants, worker=f"{socket.gethostname()}/{slot}")
-    return report.as_dict()
+    return {**report.as_dict(), "recovered": recovered}
 
 
 def variants_for_sending(settings: Settings, issue_id: int, issue: Issue | None = None) -> dict[str, IssueVariant]:
