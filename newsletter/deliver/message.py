@@ -1,42 +1,8 @@
-"""Message stage: a rendered variant + one subscriber -> the exact bytes handed to the SMTP server.
+"""A rendered variant + one subscriber -> the exact bytes handed to the SMTP server.
 
-Layout (both paths below produce it)::
-
-    headers (Date, From, To, Subject, Message-ID, List-*, Precedence, Auto-Submitted, MIME-Version)
-    multipart/alternative
-        text/plain; charset="utf-8"   base64 or quoted-printable
-        text/html;  charset="utf-8"   base64 or quoted-printable
-
-Each part is base64 or quoted-printable, whichever is smaller for its content (#12, render/transfer.py):
-Chinese is 3 UTF-8 bytes a character, which base64 carries in 4 bytes and quoted-printable in 9, while
-mostly-ASCII English HTML is about a quarter smaller in quoted-printable. The render stage sizes the HTML
-budget with the same choice. Text is put in canonical form (CRLF line breaks, a final line break) before
-encoding, as RFC 2045 requires and as `email.message.EmailMessage` does.
-
-Headers
--------
-`From` / `Reply-To` come from `[delivery] from` / `reply_to`; the Subject is the variant's, RFC 2047-encoded
-where it is not ASCII. `Message-ID` is deterministic per (issue, subscriber), so a re-send of the same delivery
-carries the same id and mail clients can recognise it. `List-Unsubscribe` offers the one-click HTTPS link only,
-with `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058; Gmail and Yahoo require it from bulk
-senders). No `mailto:` alternative: nothing here reads mail sent to such an address, so it would promise an
-unsubscribe that never happens. `Precedence: bulk`, `Auto-Submitted: auto-generated` and `X-Auto-Response-Suppress` keep
-vacation responders and auto-replies from answering the digest.
-
-Two ways to build a message
----------------------------
-`build_message()` uses `email.message.EmailMessage`: simple, obviously right, and slow: 34-108 ms for a 127 KB
-digest, where the SMTP exchange itself takes ~2.5 ms. It is the reference the tests compare with.
-
-`MessageTemplate.build()` + `assemble()` is the fast path used for sending. The template is built once per
-variant: the static header block and the MIME skeleton are encoded once, and each body (text, HTML) is split
-around its placeholders into static segments that are pre-encoded too. base64 works on 3-byte groups, so a
-segment's encoding depends on how many bytes of personalised text come before it (mod 3). Each segment is
-therefore pre-encoded three times, once per possible number `h` (0, 1, 2) of its leading bytes that must join
-the personalised bytes before it to complete a group. Per subscriber, only the short runs "carry + value +
-first h bytes of the next segment" are encoded (a few hundred bytes), and the rest is spliced in as is. Each
-encoded run ends its own line, so lines are at most 76 characters and always a multiple of 4 long; decoders
-ignore line breaks (RFC 2045 6.8), and the stdlib parser reproduces exactly `personalize()`'s output (tested).
+`MessageTemplate.build()` pre-encodes everything static once per variant; `assemble()` encodes only the
+personal runs per subscriber (measured in bench/send.py; tests/test_message.py compares every message with the
+stdlib `EmailMessage` path). Layout, headers and the encoding argument: docs/architecture.md ("Messages in detail").
 """
 
 from __future__ import annotations
