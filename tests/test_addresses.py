@@ -17,10 +17,10 @@ from newsletter.db import session_scope
 from newsletter.db.models import Subscriber
 from newsletter.deliver import subscribers
 from newsletter.deliver.ledger import prepare_ledger
-from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble, build_message
+from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
 from tests.smtp_server import SmtpServer
 from tests.test_deliver import NAMES, ledger, make_issue, send, with_delivery
-from tests.test_message import SMALL, header
+from tests.test_message import DATE, SMALL, build_message, header
 
 PELE, BUECHER = "pelé@example.org", "user@bücher.example"
 BUECHER_ASCII = "user@xn--bcher-kva.example"
@@ -91,7 +91,7 @@ def test_server_without_smtputf8_fails_that_recipient_once_with_a_reason(setting
 def test_both_message_paths_build_non_ascii_addresses(email):
     person = Person(7, email, "Pelé")
     fast = assemble(MessageTemplate.build(SMALL, MS, 1, "2024-12-05"), person)
-    ref = build_message(SMALL, person, MS, message_id="<x@example.org>")
+    ref = build_message(SMALL, person, MS, message_id="<x@example.org>", date_header=DATE)
     expected = email if email == PELE else BUECHER_ASCII
     for raw in (fast, ref):
         msg = parse(raw)
@@ -105,7 +105,7 @@ def test_both_message_paths_build_non_ascii_addresses(email):
 def test_to_header_is_folded_and_limited_in_both_paths(name):
     person = Person(8, "long@example.org", name)
     fast = assemble(MessageTemplate.build(SMALL, MS, 1, "2024-12-05"), person)
-    ref = build_message(SMALL, person, MS, message_id="<x@example.org>")
+    ref = build_message(SMALL, person, MS, message_id="<x@example.org>", date_header=DATE)
     assert max(len(line) for line in to_lines(fast)) <= 78
     assert max(len(line) for line in to_lines(ref)) <= 998
     for raw in (fast, ref):

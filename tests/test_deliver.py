@@ -197,9 +197,9 @@ def test_variant_key_is_the_pipeline_key():
         assert parse_variant_key(spec.key) == (spec.lang, spec.topics)
 
 
-def claim_batch(session, issue_id: int, worker: str, size: int) -> list[Delivery]:
+def claim_batch(session, issue_id: int, worker: str, size: int, max_attempts: int = 5) -> list[Delivery]:
     """What a sender does with `claim_statement` (then it commits and sends): claim, read the rows claimed."""
-    claimed = [row.id for row in session.execute(claim_statement(issue_id, worker, size, 5))]
+    claimed = [row.id for row in session.execute(claim_statement(issue_id, worker, size, max_attempts))]
     query = select(Delivery).where(Delivery.id.in_(claimed)).order_by(Delivery.id)
     return list(session.scalars(query.execution_options(populate_existing=True)))
 

@@ -10,36 +10,29 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from newsletter.config import Settings
+from newsletter.config import DeliverySettings, IssueSettings, Settings
 from newsletter.db import session_scope
 from newsletter.db.models import Delivery
-from newsletter.deliver.ledger import (
-    DeliveryConfig,
-    aware,
-    claim_batch,
-    deliveries_report,
-    prepare_ledger,
-    recover_stale,
-)
-from newsletter.issue.build import IssueSettings, Period, build_issue
+from newsletter.deliver.ledger import aware, deliveries_report, delivery_config, prepare_ledger, recover_stale
+from newsletter.issue.build import Period, build_issue
 from newsletter.store.record import record_posts
-from tests.test_deliver import prepared
+from tests.test_deliver import claim_batch, prepared
 from tests.test_store import paper, post
 
 PAST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def test_retry_delays_double_from_the_base_up_to_the_cap():
-    cfg = DeliveryConfig(retry_base_s=60, retry_max_s=3600)
+    cfg = DeliverySettings(retry_base_s=60, retry_max_s=3600)
     assert [cfg.backoff(n) for n in range(9)] == [60, 60, 120, 240, 480, 960, 1920, 3600, 3600]
-    assert DeliveryConfig(retry_base_s=0.5, retry_max_s=10).backoff(3) == 2.0
+    assert DeliverySettings(retry_base_s=0.5, retry_max_s=10).backoff(3) == 2.0
 
 
 def test_config_from_settings_types_and_overrides():
-    settings = Settings(extra={"delivery": {"batch_size": "7", "rate_limit_per_s": "2.5", "durable_marks": 1}})
-    cfg = DeliveryConfig.from_settings(settings, max_attempts=3, batch_size=None)
+    delivery = DeliverySettings(batch_size="7", rate_limit_per_s="2.5", durable_marks=1)
+    cfg = delivery_config(Settings(delivery=delivery), max_attempts=3, batch_size=None)
     assert (cfg.batch_size, cfg.rate_limit_per_s, cfg.durable_marks, cfg.max_attempts) == (7, 2.5, True, 3)
-    assert cfg.workers == DeliveryConfig().workers  # absent everywhere: the default
+    assert cfg.workers == DeliverySettings().workers  # absent everywhere: the default
 
 
 def test_claims_take_at_most_size_rows_in_id_order_and_return_them_fresh(settings):

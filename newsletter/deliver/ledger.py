@@ -34,6 +34,9 @@ def aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+STATUSES = tuple(str(status) for status in DeliveryStatus)  # report columns, in lifecycle order
+
+
 def delivery_config(settings: Settings, **overrides: Any) -> DeliverySettings:
     """`[delivery]` with per-run overrides (command-line flags, tests); None keeps the configured value."""
     return settings.delivery.updated(**{k: v for k, v in overrides.items() if v is not None})
