@@ -12,12 +12,12 @@ from email.utils import parseaddr
 import pytest
 from sqlalchemy import insert
 
-from newsletter import cli
 from newsletter.db import session_scope
 from newsletter.db.models import Subscriber
 from newsletter.deliver import subscribers
 from newsletter.deliver.ledger import prepare_ledger
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
+from tests.cli_runner import invoke, one_line_error
 from tests.smtp_server import SmtpServer
 from tests.test_deliver import NAMES, ledger, make_issue, send, with_delivery
 from tests.test_message import DATE, SMALL, build_message, header
@@ -190,21 +190,21 @@ def test_csv_in_any_spreadsheet_encoding_imports_names_intact(db_url, tmp_path, 
     ],
     ids=["png", "xlsx", "nul-bytes"],
 )
-def test_binary_file_is_one_line(db_url, tmp_path, capsys, monkeypatch, settings, data, reason):
+def test_binary_file_is_one_line(db_url, tmp_path, settings, data, reason):
     path = tmp_path / "people.csv"
     path.write_bytes(data)
-    monkeypatch.setattr(cli, "load_settings", lambda _path=None: settings)
-    assert cli.main(["subscribers", "import", str(path)]) == 1
-    err = " ".join(capsys.readouterr().err.split())
-    assert f"error: {path}: " in err and reason in err and "Traceback" not in err
+    result = invoke("subscribers", "import", str(path), NEWSLETTER_DATABASE_URL=settings.database_url)
+    assert result.exit_code == 1
+    err = one_line_error(result)
+    assert f"error: {path}: " in err and reason in err
 
 
-def test_cli_import_says_which_encoding_it_used(tmp_path, capsys, monkeypatch, settings):
+def test_cli_import_says_which_encoding_it_used(tmp_path, settings):
     path = tmp_path / "people.csv"
     path.write_bytes(PEOPLE_CSV.encode("gb18030"))
-    monkeypatch.setattr(cli, "load_settings", lambda _path=None: settings)
-    assert cli.main(["subscribers", "import", str(path)]) == 0
-    assert "3 added" in capsys.readouterr().out.replace("\n", " ")
-    assert cli.main(["subscribers", "import", str(path), "--encoding", "gb18030"]) == 0
-    out = " ".join(capsys.readouterr().out.split())
-    assert "3 unchanged" in out and "(read as gb18030)" in out  # the same names: nothing to update
+    env = {"NEWSLETTER_DATABASE_URL": settings.database_url}
+    first = invoke("subscribers", "import", str(path), **env)
+    assert first.exit_code == 0 and "3 added" in first.output
+    again = invoke("subscribers", "import", str(path), "--encoding", "gb18030", **env)
+    out = " ".join(again.output.split())
+    assert again.exit_code == 0 and "3 unchanged" in out and "(read as gb18030)" in out  # same names: no update

@@ -34,13 +34,13 @@ import pytest
 import uvicorn
 from sqlalchemy import select, update
 
-from newsletter.cli import main as cli
 from newsletter.config import SAMPLE_DIR, Settings, load_settings
 from newsletter.db import session_scope
 from newsletter.db.models import Delivery, FetchLog, Subscriber
 from newsletter.pipeline.send import deliveries_for_date
 from newsletter.pipeline.status import overview
 from newsletter_airflow.views import create_app, run_issue_day
+from tests.cli_runner import invoke
 from tests.conftest import ROOT
 from tests.test_dags import RUNNER, SAMPLE_SOURCES, _base_env, _python
 
@@ -107,8 +107,8 @@ def store(db_url, tmp_path, monkeypatch) -> Settings:
     for name in [n for n in os.environ if n.startswith("NEWSLETTER_")]:
         monkeypatch.delenv(name)
     config = _write_config(tmp_path, db_url)
-    assert cli(["--config", str(config), "subscribers", "import", str(SUBSCRIBERS)]) == 0
-    assert cli(["--config", str(config), "run", "--date", DAY.isoformat()]) == 0
+    assert invoke("--config", str(config), "subscribers", "import", str(SUBSCRIBERS)).exit_code == 0
+    assert invoke("--config", str(config), "run", "--date", DAY.isoformat()).exit_code == 0
     settings = load_settings(config)
     _record_trouble(settings)
     return settings
@@ -245,8 +245,9 @@ def test_issue_page_and_the_deliveries_json_of_the_cli(store, capsys):
             assert text in html, text
         served = http.get("/deliveries/2026-11-25")
         missing = http.get("/deliveries/2026-11-24")
-    assert cli(["--config", store.config_path, "deliveries", "--date", "2026-11-25", "--format", "json"]) == 0
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    result = invoke("--config", store.config_path, "deliveries", "--date", "2026-11-25", "--format", "json")
+    assert result.exit_code == 0
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
     assert served.status_code == 200 and served.json() == printed == deliveries_for_date(store, DAY)
     assert printed["counts"]["failed"] == 1 and printed["failures"][0]["error"]
     assert missing.status_code == 404 and missing.json() == {"detail": "no issue for 2026-11-24"}
@@ -343,7 +344,7 @@ def api_server(airflow_db, tmp_path_factory) -> Iterator[dict]:
         NEWSLETTER_CONFIG=str(config),
     )
     for args in (["subscribers", "import", str(SUBSCRIBERS)], ["run", "--date", DAY.isoformat()]):
-        proc = subprocess.run([sys.executable, "-m", "newsletter.cli", *args], env=env, cwd=tmp,
+        proc = subprocess.run([sys.executable, "-m", "newsletter", *args], env=env, cwd=tmp,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     proc = subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, cwd=home,

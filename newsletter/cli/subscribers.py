@@ -33,9 +33,11 @@ def subscribers() -> None:
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--encoding", help="The file's encoding (default: detected, and reported).")
 @pass_settings
-def import_(settings: Settings, file: str) -> None:
-    """Import FILE, a UTF-8 CSV with columns email,name,language,topics (topics ';'-separated, empty = all).
+def import_(settings: Settings, file: str, encoding: str | None) -> None:
+    """Import FILE, a CSV with columns email,name,language,topics (topics ';'-separated, empty = all), in
+    whatever encoding a spreadsheet saved it (UTF-8, a BOM, else detected: GB18030, latin-1, UTF-16...).
 
     Every rejected row is reported with its line number and reason; the rest is imported. Re-importing the
     same file changes nothing.
@@ -44,11 +46,13 @@ def import_(settings: Settings, file: str) -> None:
     Example:
       newsletter subscribers import people.csv
     """
-    report = admin.import_subscribers(settings, file)
+    report = admin.import_subscribers(settings, file, encoding)
     click.echo(
         f"import: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-        f"{len(report.kept_out)} kept out, {len(report.rejected)} rejected"
+        f"{len(report.kept_out)} kept out, {len(report.rejected)} rejected (read as {report.encoding})"
     )
+    for line in report.notes:
+        warn("note", line)
     for line in report.kept_out:
         warn("kept out", line)
     for line in report.rejected:

@@ -134,15 +134,10 @@ def deliveries(settings: Settings, day: date | None) -> dict:
 # ---- subscribers -------------------------------------------------------------------------------------------
 
 
-def import_subscribers(settings: Settings, path: str | Path) -> subs.ImportReport:
-    """Upsert subscribers from a CSV file (README: columns, what is kept out)."""
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise subs.SubscriberError(f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from exc
+def import_subscribers(settings: Settings, path: str | Path, encoding: str | None = None) -> subs.ImportReport:
+    """Upsert subscribers from a CSV file in any encoding (README: columns, what is kept out)."""
     with session_scope(settings.database_url) as session:
-        return subs.import_csv(session, text)
+        return subs.import_file(session, Path(path), encoding)
 
 
 def add_subscriber(settings: Settings, email: str, name: str, language: str, topics: str | None) -> Subscriber:
