@@ -347,7 +347,7 @@ def test_a_csv_that_is_not_utf8_is_imported_with_names_intact(nl, workdir, db_ur
 def test_a_bad_config_is_one_line_with_status_2(workdir):
     (workdir / "newsletter.toml").write_text('[[sources]]\nname = "x"\nkind = "nope"\npath = "a"\n', encoding="utf-8")
     result = invoke("ingest", NEWSLETTER_CONFIG=str(workdir / "newsletter.toml"))
-    assert result.exit_code == 2 and "kind must be one of" in one_line_error(result)
+    assert result.exit_code == 2 and "kind: Input should be 'feed', 'markdown' or 'text'" in one_line_error(result)
 
 
 # ---- help ------------------------------------------------------------------------------------------------

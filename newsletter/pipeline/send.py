@@ -21,7 +21,7 @@ from newsletter.deliver.ledger import (
 from newsletter.deliver.message import MessageSettings
 from newsletter.deliver.sender import SendReport, default_worker, probe_variants, send_issue, send_test, would_send
 from newsletter.deliver.subscribers import normalise_email
-from newsletter.deliver.transport import SendFailure, TransportError, TransportFactory
+from newsletter.deliver.transport import TransportFactory
 from newsletter.pipeline import steps as pipeline
 from newsletter.render.variant import render_variant
 
@@ -81,10 +81,8 @@ def _send_test_copy(settings: Settings, issue, address: str, factory: TransportF
         sub = session.scalar(select(Subscriber).where(Subscriber.email == normalise_email(address)))
         key = variant_key(sub.language, sub.topics) if sub else variant_key("bilingual", None)
     variant = render_variant(issue, *parse_variant_key(key), pipeline.render_options(settings))
-    try:
-        mid = send_test(settings, issue.issue_id, issue.issue_date, variant, address, factory)
-    except (TransportError, SendFailure) as exc:  # one line for the operator, as a real send reports it
-        return SendReport(issue.issue_id, default_worker(), stopped=f"test copy not sent: {exc}")
+    # A refused connection or login propagates: the CLI turns it into one `delivery error:` line, exit 1.
+    mid = send_test(settings, issue.issue_id, issue.issue_date, variant, address, factory)
     report = SendReport(issue.issue_id, default_worker(), sent=1)
     report.note = f"test copy of variant {key!r} sent to {address} ({mid}); the ledger is unchanged"
     return report
