@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import Settings, load_settings
+from newsletter.db import get_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -84,7 +85,9 @@ def db_url(request, tmp_path):
     engine = sa.create_engine(PG_URL)
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    yield url
+    get_engine(url).dispose()  # the app's pooled connections to this schema: kept, every test would hold its own
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
     engine.dispose()
