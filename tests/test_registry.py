@@ -36,7 +36,8 @@ def test_data_files_are_package_data() -> None:
     names = {p.name for p in loader.DATA.iterdir()}
     assert {"venues.toml", "venue_cues.toml", "topics.toml"} <= names
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text("utf-8"))
-    assert "registry/data/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["newsletter"]
+    globs = pyproject["tool"]["setuptools"]["package-data"]["newsletter"]
+    assert "registry/data/*.toml" in globs or "**/*.toml" in globs
 
 
 def test_venue_data_loads() -> None:
