@@ -9,13 +9,13 @@ from types import SimpleNamespace
 
 from sqlalchemy import func, select
 
-from newsletter import cli
 from newsletter.config import SAMPLE_DIR
 from newsletter.db import session_scope
 from newsletter.db.models import FetchLog, Sighting
 from newsletter.ingest.parse.digest_html import parse_digest_html
 from newsletter.pipeline.ingest import ingest_file
 from newsletter.registry.venues import extract_venue
+from tests.cli_runner import invoke
 
 SAMPLE_FEED = SAMPLE_DIR / "feed.xml"
 COMMENT = "Accepted by CVPR 2027. 14 pages, 8 figures"
@@ -66,15 +66,21 @@ def test_file_over_the_payload_cap_is_refused_and_nothing_archived(sqlite_settin
     assert not ingest_file(capped, small).failed  # the cap refuses one payload, not the run
 
 
-def test_cli_refuses_a_file_over_the_default_cap_and_ingests_the_others(sqlite_settings, tmp_path, monkeypatch, capsys):
+def test_cli_refuses_a_file_over_the_default_cap_and_ingests_the_others(sqlite_settings, tmp_path):
     huge = tmp_path / "huge.xml"
     with huge.open("wb") as fh:
         fh.truncate(21_000_000)  # sparse: 21 MB of zeros, over the 20 MB default
-    monkeypatch.setattr(cli, "load_settings", lambda _path=None: sqlite_settings)
-    assert cli.main(["ingest", "--file", str(huge), str(SAMPLE_FEED)]) == 1
-    captured = capsys.readouterr()
-    assert f"source file failed: {huge}: payload over 20 MB" in " ".join(captured.err.split())  # rich wraps
-    assert "sources failed" in captured.out and "1 sources failed" in captured.out
+    result = invoke(
+        "ingest",
+        "--file",
+        str(huge),
+        str(SAMPLE_FEED),
+        NEWSLETTER_DATABASE_URL=sqlite_settings.database_url,
+        NEWSLETTER_ARCHIVE_DIR=sqlite_settings.archive_dir,
+    )
+    assert result.exit_code == 1
+    assert f"source file failed: {huge}: payload over 20 MB" in " ".join(result.stderr.split())  # rich wraps
+    assert "1 sources failed" in result.output
     with session_scope(sqlite_settings.database_url) as s:
         assert s.scalar(select(func.count()).select_from(Sighting)) > 0
         assert s.scalars(select(FetchLog.location)).all() == [str(SAMPLE_FEED.resolve())]

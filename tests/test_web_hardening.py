@@ -22,9 +22,8 @@ SECURITY = [*(h.lower() for h in BASE_HEADERS), "content-security-policy"]
 
 
 @pytest.fixture
-def web_settings(settings: Settings, tmp_path, monkeypatch) -> Settings:
-    monkeypatch.setenv("NEWSLETTER_TOKEN_SECRET", "test-secret-for-webapp")
-    return replace(settings, extra={**settings.extra, "web": {"archive_dir": str(tmp_path / "archive")}})
+def web_settings(settings: Settings, tmp_path, token_secret: str) -> Settings:
+    return replace(settings, web=settings.web.updated(archive_dir=str(tmp_path / "archive")))
 
 
 @pytest.fixture

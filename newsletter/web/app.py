@@ -27,6 +27,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -362,6 +363,13 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
         # Routine on the internet, and nobody gets this answer: an INFO line, not an ERROR with a traceback.
         log.info("client disconnected before its request body was read")
         return PlainTextResponse("client disconnected", status_code=400)
+
+    @app.exception_handler(400)
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        # FastAPI turns a disconnect while it parses a Form body into a bare 400: say the same INFO line.
+        if isinstance(exc.__cause__, ClientDisconnect):
+            return await client_left(request, exc)
+        return await http_exception_handler(request, exc)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
