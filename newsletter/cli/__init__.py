@@ -45,6 +45,7 @@ for _command in (
     issues.build,
     issues.archive,
     issues.preview,
+    issues.recommend,
     subscribers,
     delivery.serve,
     delivery.send,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -13,9 +14,13 @@ from newsletter.cli.options import (
     command,
     date_option,
     exit_status,
+    format_option,
     language_option,
+    out,
     out_option,
     pass_settings,
+    table,
+    warn,
 )
 from newsletter.config import Settings
 from newsletter.pipeline import admin
@@ -94,3 +99,42 @@ def preview(settings: Settings, day: date | None, lang: str, topics: tuple[str, 
         f"html part as sent: {shown.html_encoded_size / 1024:.1f} KB; "
         f"papers in full / listed: {shown.n_full} / {shown.n_listed}"
     )
+
+
+@command()
+@date_option()
+@click.option("--seeds", cls=GreedyOption, metavar="ID...", help="Seed papers: arXiv ids, or a .bib file.")
+@click.option("--keywords", help='Keywords, e.g. "gaussian splatting; avatars".')
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many papers.")
+@format_option("table", "jsonl")
+@pass_settings
+def recommend(
+    settings: Settings, day: date | None, seeds: tuple[str, ...], keywords: str | None, top: int, fmt: str
+) -> None:
+    """Rank the papers of a day's issue for some interests ("For you").
+
+    The issue is built if needed. Papers are ranked by TF-IDF similarity of title + abstract to the seed papers
+    and keywords, best first; only papers sharing at least one term are listed. `--format jsonl` writes one object
+    per paper with exactly the fields arxiv_id, score, title, reason (a stable interface). Exit status 3 when the
+    day has no issue.
+
+    \b
+    Examples:
+      newsletter recommend --date 2024-12-05 --seeds 2412.01234 2411.05678 --format jsonl
+      newsletter recommend --date 2024-12-05 --keywords "gaussian splatting, avatars" --top 3
+      newsletter recommend --date 2024-12-05 --seeds ~/zotero-export.bib
+    """
+    picks, skipped = admin.recommend_for(settings, day, seeds, keywords, top)
+    for line in skipped:
+        warn("skipped", line)
+    if fmt == "jsonl":
+        for p in picks:
+            click.echo(
+                json.dumps(
+                    {"arxiv_id": p.arxiv_id, "score": p.score, "title": p.title, "reason": p.reason},
+                    ensure_ascii=False,
+                )
+            )
+        return
+    rows = [(p.arxiv_id or "-", f"{p.score:.3f}", p.reason, p.title) for p in picks]
+    out.print(table(f"{len(picks)} papers for you", ("arXiv", "score", "reason", "title"), rows))

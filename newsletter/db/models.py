@@ -190,6 +190,10 @@ class Subscriber(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # Interests for the "For you" pick (#11): free keywords, and seed papers as a list of
+    # {"arxiv_id", "title", "abstract"} (title/abstract kept for seeds the store does not have). None: no pick.
+    keywords: Mapped[str | None] = mapped_column(Text)
+    seeds: Mapped[list | None] = mapped_column(JSON)
 
 
 class Delivery(Base):
@@ -235,6 +239,9 @@ class IssueVariant(Base):
     n_listed: Mapped[int] = mapped_column(Integer, default=0)
     content_hash: Mapped[str] = mapped_column(String(64))  # the issue's hash when rendered
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The same variant with room for a "For you" pick (#11): html/text with a %%FORYOU%% slot, sizes, and the
+    # pre-rendered pick pieces per paper (render.variant.ForYou.as_dict). None: rendered before #11.
+    foryou: Mapped[dict | None] = mapped_column(JSON)
 
 
 class OpenAlert(Base):

@@ -16,9 +16,11 @@ from sqlalchemy import func, select
 from newsletter.config import Settings
 from newsletter.db import get_engine, migrate, session_scope
 from newsletter.db.models import Post, Subscriber
+from newsletter.deliver import interests as interest
 from newsletter.deliver import subscribers as subs
 from newsletter.deliver.sender import SendReport
 from newsletter.deliver.transport import outbox_dir, transport_kind
+from newsletter.issue import recommend
 from newsletter.pipeline import ingest as ingesting
 from newsletter.pipeline import steps
 from newsletter.pipeline.ingest import Progress, SourceReport
@@ -87,6 +89,21 @@ def issue_for(settings: Settings, day: date | None) -> Issue:
     if issue is None:
         raise NoIssue(f"no issue for {day}: no new papers or acceptances in that period (nothing to send)")
     return issue
+
+
+def recommend_for(
+    settings: Settings, day: date | None, seeds: Iterable[str] = (), keywords: str | None = None, top: int = 5
+) -> tuple[list[recommend.Pick], list[str]]:
+    """`newsletter recommend`: the papers the issue of `day` features, ranked for these interests, best first
+    (what a subscriber with them would get as "For you"), and the lines about seed entries that were skipped."""
+    found = interest.parse_seeds(list(seeds))
+    wanted = recommend.Interests.of(interest.parse_keywords(keywords), found.seeds)
+    issue = issue_for(settings, day)
+    if not wanted:
+        return [], found.skipped
+    with session_scope(settings.database_url) as session:
+        ranker = recommend.ranker_for(session, issue, [wanted])
+    return ranker.rank([wanted], top)[0], found.skipped
 
 
 def empty_issue_ok(settings: Settings) -> bool:
