@@ -223,6 +223,7 @@ class RenderSettings(Section):
     site_name: Name = "Paper Digest"
     site_name_zh: Name = "论文速递"
     text_width: PositiveInt = 76
+    foryou_top_k: NonNegativeInt = 5  # papers in a subscriber's "For you" pick (#11); 0 turns picks off
 
 
 class WebSettings(Section):

@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.options import Group, language_option, out, pass_settings, status_option, table, warn
+from newsletter.cli.options import (
+    GreedyOption,
+    Group,
+    language_option,
+    out,
+    pass_settings,
+    status_option,
+    table,
+    warn,
+)
 from newsletter.config import Settings
 from newsletter.db.models import Subscriber
+from newsletter.deliver.interests import seeds_label
 from newsletter.pipeline import admin
 
 TOPICS_HELP = "';'-separated topics, e.g. \"3DGS;NeRF\" (default: all)."
 
 
+KEYWORDS_HELP = 'Interests for the "For you" pick: keywords, e.g. "gaussian splatting, avatars" ("" clears).'
+SEEDS_HELP = (
+    'Interests for the "For you" pick: seed papers, arXiv ids (2401.01234, abs URLs) and/or BibTeX files '
+    "(a Zotero export); replaces the list. `--seeds ''` clears it."
+)
+
+
 def _describe(sub: Subscriber) -> str:
-    return f"{sub.language}, topics: {', '.join(sub.topics or ['all'])}"
+    text = f"{sub.language}, topics: {', '.join(sub.topics or ['all'])}"
+    if sub.keywords:
+        text += f", keywords: {sub.keywords}"
+    if sub.seeds:
+        text += f", {len(sub.seeds)} seed paper(s)"
+    return text
 
 
 @click.group(cls=Group)
@@ -36,7 +58,8 @@ def subscribers() -> None:
 @click.option("--encoding", help="The file's encoding (default: detected, and reported).")
 @pass_settings
 def import_(settings: Settings, file: str, encoding: str | None) -> None:
-    """Import FILE, a CSV with columns email,name,language,topics (topics ';'-separated, empty = all), in
+    """Import FILE, a CSV with columns email,name,language,topics (topics ';'-separated, empty = all) and
+    optionally keywords,seeds (arXiv ids ';'-separated: the "For you" interests), in
     whatever encoding a spreadsheet saved it (UTF-8, a BOM, else detected: GB18030, latin-1, UTF-16...).
 
     Every rejected row is reported with its line number and reason; the rest is imported. Re-importing the
@@ -64,15 +87,28 @@ def import_(settings: Settings, file: str, encoding: str | None) -> None:
 @click.option("--name", default="", help="Display name, used in the greeting.")
 @language_option(default="bilingual")
 @click.option("--topics", help=TOPICS_HELP)
+@click.option("--keywords", help=KEYWORDS_HELP)
+@click.option("--seeds", cls=GreedyOption, metavar="ID|FILE.bib...", help=SEEDS_HELP)
 @pass_settings
-def add(settings: Settings, email: str, name: str, language: str, topics: str | None) -> None:
+def add(
+    settings: Settings,
+    email: str,
+    name: str,
+    language: str,
+    topics: str | None,
+    keywords: str | None,
+    seeds: tuple[str, ...],
+) -> None:
     """Subscribe EMAIL (refused when the address is already known: use `set`).
 
     \b
-    Example:
+    Examples:
       newsletter subscribers add ada@example.org --name Ada --language zh --topics "3DGS;NeRF"
+      newsletter subscribers add bo@example.org --keywords "gaussian avatars" --seeds 2312.02134 my-zotero.bib
     """
-    sub = admin.add_subscriber(settings, email, name, language, topics)
+    sub, skipped = admin.add_subscriber(settings, email, name, language, topics, keywords, seeds)
+    for line in skipped:
+        warn("skipped", line)
     click.echo(f"added {sub.email} ({_describe(sub)})")
 
 
@@ -82,6 +118,8 @@ def add(settings: Settings, email: str, name: str, language: str, topics: str | 
 @language_option()
 @click.option("--topics", help="';'-separated topics.")
 @click.option("--all-topics", is_flag=True, help="Every topic.")
+@click.option("--keywords", help=KEYWORDS_HELP)
+@click.option("--seeds", cls=GreedyOption, metavar="ID|FILE.bib...", help=SEEDS_HELP)
 @status_option("Set the status (an operator's override, e.g. `active` after a bounce was fixed).")
 @pass_settings
 def set_(
@@ -91,17 +129,28 @@ def set_(
     language: str | None,
     topics: str | None,
     all_topics: bool,
+    keywords: str | None,
+    seeds: tuple[str, ...],
     status: str | None,
 ) -> None:
-    """Change a subscriber's name, language, topics or status.
+    """Change a subscriber's name, language, topics, interests or status.
 
     \b
     Examples:
       newsletter subscribers set ada@example.org --language en
+      newsletter subscribers set ada@example.org --seeds ~/Zotero/export.bib --keywords "neural radiance fields"
       newsletter subscribers set ada@example.org --status active
     """
     sub = admin.change_subscriber(
-        settings, email, name=name, language=language, topics=topics, all_topics=all_topics, status=status
+        settings,
+        email,
+        name=name,
+        language=language,
+        topics=topics,
+        all_topics=all_topics,
+        status=status,
+        keywords=keywords,
+        seeds=seeds or None,
     )
     click.echo(f"{sub.email}: {sub.status}, {_describe(sub)}")
 
@@ -121,6 +170,10 @@ def remove(settings: Settings, email: str, purge: bool) -> None:
     click.echo(f"{'deleted' if purge else 'unsubscribed'} {sub.email}")
 
 
+def _interests(sub: Subscriber) -> str:
+    return " · ".join(x for x in (sub.keywords or "", seeds_label(sub.seeds)) if x) or "-"
+
+
 @subscribers.command("list")
 @status_option("Only subscribers with this status.")
 @pass_settings
@@ -132,12 +185,12 @@ def list_(settings: Settings, status: str | None) -> None:
       newsletter subscribers list --status active
     """
     rows = admin.list_subscribers(settings, status)
-    columns = ("email", "name", "language", "topics", "status")
+    columns = ("email", "name", "language", "topics", "interests", "status")
     out.print(
         table(
             "subscribers",
             columns,
-            [(s.email, s.name, s.language, ", ".join(s.topics or ["all"]), s.status) for s in rows],
+            [(s.email, s.name, s.language, ", ".join(s.topics or ["all"]), _interests(s), s.status) for s in rows],
         )
     )
     click.echo(f"{len(rows)} subscribers")

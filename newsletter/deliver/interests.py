@@ -83,9 +83,10 @@ def _names_arxiv(name: str, fields: dict[str, str]) -> bool:
     return name == "arxivid" or "arxiv" in value.lower()
 
 
-def parse_seeds(items: Iterable[str] | str | None) -> SeedReport:
-    """Seeds from arXiv ids / abs or PDF URLs (separated by spaces, ';' or ','), or paths of .bib files.
-    Anything else is refused with one line naming it. Duplicates are dropped (first wins)."""
+def parse_seeds(items: Iterable[str] | str | None, files: bool = True) -> SeedReport:
+    """Seeds from arXiv ids / abs or PDF URLs (separated by spaces, ';' or ','), or paths of .bib files (only
+    with `files`: not from a CSV cell or a web form). Anything else is refused with one line naming it.
+    Duplicates are dropped (first wins)."""
     if isinstance(items, str):
         items = [items]
     report = SeedReport()
@@ -94,7 +95,7 @@ def parse_seeds(items: Iterable[str] | str | None) -> SeedReport:
         if not item:
             continue
         path = Path(item).expanduser()
-        if item.lower().endswith((".bib", ".bibtex", ".biblatex")) or path.is_file():
+        if files and (item.lower().endswith((".bib", ".bibtex", ".biblatex")) or path.is_file()):
             try:
                 text = path.read_text(encoding="utf-8-sig", errors="replace")
             except OSError as exc:

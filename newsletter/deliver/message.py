@@ -396,13 +396,17 @@ def assemble(
     *,
     message_id: str | None = None,
     date_header: str | None = None,
+    pick: tuple[str, str] = ("", ""),
 ) -> bytes:
     """The message for one recipient: per-recipient headers + the template's pre-encoded static parts with the
-    personalised runs encoded in between. Semantically identical to the EmailMessage reference (tested)."""
+    personalised runs encoded in between. Semantically identical to the EmailMessage reference (tested).
+    `pick`: the (html, text) of a "For you" pick, for a template built from a variant's `ForYou` rendering (#11):
+    markup, spliced in as is."""
     personal = personal_values(template.ms, template.lang, recipient)
     values = personal.values()
     text_values = {k: v.encode("utf-8") for k, v in values.items()}
     html_values = {k: str(escape(v)).encode("utf-8") for k, v in values.items()}
+    text_values["FORYOU"], html_values["FORYOU"] = pick[1].encode("utf-8"), pick[0].encode("utf-8")
     mid = message_id or template.message_id(recipient)
     out = [
         f"Date: {date_header or _now_header()}\r\n".encode("ascii"),

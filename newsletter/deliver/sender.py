@@ -39,9 +39,11 @@ from newsletter.deliver.ledger import (
     utcnow,
 )
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
+from newsletter.deliver.picks import Picker, batch_picks, foryou_of
 from newsletter.deliver.transport import SendFailure, Transport, TransportError, TransportFactory
 from newsletter.deliver.transport import transport_factory as configured_transport
 from newsletter.issue.build import freeze_issue
+from newsletter.render.variant import ForYou
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,9 @@ class _Sender:
         self.report = SendReport(issue_id, worker)
         self.breaker = CircuitBreaker(cfg.breaker_window, cfg.breaker_min, cfg.max_error_rate)
         self.templates: dict[str, MessageTemplate] = {}
+        self.pick_templates: dict[str, MessageTemplate] = {}
+        self.foryou: dict[str, ForYou | None] = {}
+        self.picker = Picker(issue_id)
         self.transport = None
         self.held: set[int] = set()  # claimed by us, not yet attempted
         self.next_slot = 0.0
@@ -194,23 +199,27 @@ class _Sender:
         subs = {
             s.id: s for s in conn.execute(select(*_SUB_COLUMNS).where(_S.c.id.in_([r.subscriber_id for r in rows])))
         }
+        picks = batch_picks(self.picker, conn, rows, subs, {r.variant: self._foryou(r.variant) for r in rows})
         conn.commit()
         self._connect()
         try:
             for row in rows:
-                self._one(row, subs.get(row.subscriber_id))
+                self._one(row, subs.get(row.subscriber_id), picks.get(row.id))
         finally:
             self._close()
         if self.progress:
             self.progress(f"{self.worker}: {self.report.summary()}")
 
-    def _one(self, row: Row, sub: Row | None) -> None:
+    def _one(self, row: Row, sub: Row | None, pick: tuple[str, str] | None = None) -> None:
         if sub is None or sub.status != "active":
             self._mark(row.id, status="skipped", last_error=f"subscriber {sub.status if sub else 'deleted'}")
             self.report.skipped += 1
             return
         try:
-            msg = assemble(self._template(row.variant), sub, message_id=row.message_id)
+            if pick:  # "For you" (#11): the variant's rendering with room for it
+                msg = assemble(self._pick_template(row.variant), sub, message_id=row.message_id, pick=pick)
+            else:
+                msg = assemble(self._template(row.variant), sub, message_id=row.message_id)
         except Exception as exc:  # a bad address or variant must not stop everyone else's delivery
             log.exception("cannot build message for %s", sub.email)
             self._give_up(row, sub, f"cannot build message: {exc}")
@@ -296,6 +305,23 @@ class _Sender:
             self.templates[key] = template
         return template
 
+    def _foryou(self, key: str) -> ForYou | None:
+        if key not in self.foryou:
+            try:
+                self.foryou[key] = foryou_of(self.variants[key]) if key in self.variants else None
+            except Exception:  # a stored rendering that does not load: that variant goes out without picks
+                log.exception("variant %s: unreadable 'For you' rendering; sending it without picks", key)
+                self.foryou[key] = None
+        return self.foryou[key]
+
+    def _pick_template(self, key: str) -> MessageTemplate:
+        template = self.pick_templates.get(key)
+        if template is None:
+            foryou = self._foryou(key)
+            template = MessageTemplate.build(foryou, self.ms, self.issue_id, self.issue_date, lang=foryou.lang)
+            self.pick_templates[key] = template
+        return template
+
     # -- connection --
 
     def _connect(self) -> None:
@@ -368,7 +394,7 @@ class _Sender:
 
 
 _S = Subscriber.__table__
-_SUB_COLUMNS = (_S.c.id, _S.c.email, _S.c.name, _S.c.status)
+_SUB_COLUMNS = (_S.c.id, _S.c.email, _S.c.name, _S.c.status, _S.c.keywords, _S.c.seeds)
 
 
 def _bounce_subscriber(conn: Connection, subscriber_id: int, reason: str) -> None:

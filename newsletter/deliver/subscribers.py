@@ -20,12 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.db.models import Subscriber
+from newsletter.deliver.interests import InterestsError, parse_keywords, parse_seeds
 from newsletter.records import Language, SubscriberStatus
 from newsletter.registry.topics import canonical_topic
 
 LANGUAGES = tuple(Language)
 STATUSES = tuple(SubscriberStatus)
 REQUIRED_COLUMNS = ("email", "name", "language", "topics")
+INTEREST_COLUMNS = ("keywords", "seeds")  # optional (#11): free keywords; arXiv ids separated by ';' or spaces
 NAME_MAX_CHARS = 100  # a name is a greeting and a To: display name, and a header line has 998 octets at most
 
 
@@ -72,7 +74,16 @@ def get(session: Session, email: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.email == normalise_email(email)))
 
 
-def add(session: Session, email: str, name: str = "", language: str = "bilingual", topics=None) -> Subscriber:
+def add(
+    session: Session,
+    email: str,
+    name: str = "",
+    language: str = "bilingual",
+    topics=None,
+    keywords: str | None = None,
+    seeds: list[dict[str, str]] | None = None,
+) -> Subscriber:
+    """A new active subscriber; `keywords` / `seeds` (parsed by `deliver.interests`) are the "For you" interests."""
     email = normalise_email(email)
     if session.scalar(select(Subscriber).where(Subscriber.email == email)):
         raise SubscriberError(f"{email} is already subscribed (use `subscribers set` to change it)")
@@ -82,6 +93,8 @@ def add(session: Session, email: str, name: str = "", language: str = "bilingual
         name=check_name(name),
         language=parse_language(language),
         topics=parse_topics(topics),
+        keywords=parse_keywords(keywords),
+        seeds=seeds or None,
         status="active",
         created_at=now,
         updated_at=now,
@@ -102,8 +115,17 @@ def set_status(sub: Subscriber, status: str, reason: str | None = None) -> bool:
     return True
 
 
-def update(sub: Subscriber, name=None, language=None, topics=None, all_topics: bool = False) -> bool:
-    before = (sub.name, sub.language, sub.topics)
+def update(
+    sub: Subscriber,
+    name=None,
+    language=None,
+    topics=None,
+    all_topics: bool = False,
+    keywords: str | None = None,
+    seeds: list[dict[str, str]] | None = None,
+) -> bool:
+    """Change what is given (None: unchanged). `keywords=""` / `seeds=[]` clear the interests."""
+    before = (sub.name, sub.language, sub.topics, sub.keywords, sub.seeds)
     if name is not None:
         sub.name = check_name(name)
     if language is not None:
@@ -112,7 +134,11 @@ def update(sub: Subscriber, name=None, language=None, topics=None, all_topics: b
         sub.topics = None
     elif topics is not None:
         sub.topics = parse_topics(topics)
-    changed = before != (sub.name, sub.language, sub.topics)
+    if keywords is not None:
+        sub.keywords = parse_keywords(keywords)
+    if seeds is not None:
+        sub.seeds = seeds or None
+    changed = before != (sub.name, sub.language, sub.topics, sub.keywords, sub.seeds)
     if changed:
         sub.updated_at = _now()
     return changed
@@ -244,16 +270,37 @@ def _import_row(session: Session, row: dict, seen: set[str], report: ImportRepor
     if len(name) > NAME_MAX_CHARS:  # a spreadsheet cell gone wrong: keep the subscriber, cut the name
         report.notes.append(f"row {lineno}: {email}: name cut from {len(name):,} to {NAME_MAX_CHARS} characters")
         name = name[:NAME_MAX_CHARS].rstrip()
+    keywords, seeds = _row_interests(row)
     sub = session.scalar(select(Subscriber).where(Subscriber.email == email))
     if sub is None:
-        add(session, email, name, language, topics)
+        add(session, email, name, language, topics, keywords, seeds)
         report.added += 1
     elif sub.status != "active":
         report.kept_out.append(f"{email}: {sub.status}, not resubscribed by an import")
-    elif update(sub, name=name, language=language, topics=topics or [], all_topics=topics is None):
+    elif update(
+        sub,
+        name=name,
+        language=language,
+        topics=topics or [],
+        all_topics=topics is None,
+        keywords=keywords,
+        seeds=seeds,
+    ):
         report.updated += 1
     else:
         report.unchanged += 1
+
+
+def _row_interests(row: dict) -> tuple[str | None, list[dict[str, str]] | None]:
+    """The interest columns of a CSV row: (keywords, seeds), None for a column the file does not have (so an
+    older file leaves interests as they are); an empty cell clears. Only arXiv ids in a cell, not file paths."""
+    keywords, raw_seeds = row.get("keywords"), row.get("seeds")
+    try:
+        keywords = None if keywords is None else parse_keywords(keywords) or ""
+        seeds = None if raw_seeds is None else parse_seeds(raw_seeds, files=False).seeds
+        return keywords, seeds
+    except InterestsError as exc:
+        raise SubscriberError(str(exc)) from exc
 
 
 def active(session: Session) -> list[Subscriber]:

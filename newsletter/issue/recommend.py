@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy import sparse
@@ -22,7 +23,7 @@ from sklearn.preprocessing import normalize
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.db.models import Paper
+from newsletter.db.models import IssueItem, Paper
 from newsletter.records import Issue, IssuePaper
 
 REASON_TERMS = 3  # terms shown as the reason of a pick
@@ -65,6 +66,23 @@ class Interests:
         return cls(keywords or "", tuple(Seed.of(s) for s in seeds or ()))
 
 
+class Doc(Protocol):
+    """What ranking needs of a paper (an `IssuePaper` qualifies)."""
+
+    paper_id: int
+    arxiv_id: str | None
+    title: str
+    abstract: str
+
+
+@dataclass(frozen=True)
+class StoredDoc:
+    paper_id: int
+    arxiv_id: str | None
+    title: str
+    abstract: str
+
+
 @dataclass(frozen=True)
 class Pick:
     paper_id: int
@@ -93,7 +111,7 @@ class Ranker:
 
     def __init__(
         self,
-        papers: Sequence[IssuePaper],
+        papers: Sequence[Doc],
         background: Sequence[str] = (),
         seed_texts: Mapping[str, str] | None = None,
     ) -> None:
@@ -232,6 +250,23 @@ def issue_papers(issue: Issue) -> list[IssuePaper]:
         if p.paper_id not in seen:
             seen.add(p.paper_id)
             out.append(p)
+    return out
+
+
+def stored_issue_docs(session: Session, issue_id: int) -> list[StoredDoc]:
+    """The papers a stored issue features, highlights first then in issue order (what senders rank)."""
+    rows = session.execute(
+        select(Paper.id, Paper.arxiv_id, Paper.title, Paper.abstract)
+        .join(IssueItem, IssueItem.paper_id == Paper.id)
+        .where(IssueItem.issue_id == issue_id)
+        .order_by((IssueItem.role != "highlight"), IssueItem.position, Paper.id)
+    )
+    seen: set[int] = set()
+    out = []
+    for pid, aid, title, abstract in rows:
+        if pid not in seen:
+            seen.add(pid)
+            out.append(StoredDoc(pid, aid, title or "", abstract or ""))
     return out
 
 

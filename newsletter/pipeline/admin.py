@@ -157,9 +157,19 @@ def import_subscribers(settings: Settings, path: str | Path, encoding: str | Non
         return subs.import_file(session, Path(path), encoding)
 
 
-def add_subscriber(settings: Settings, email: str, name: str, language: str, topics: str | None) -> Subscriber:
+def add_subscriber(
+    settings: Settings,
+    email: str,
+    name: str,
+    language: str,
+    topics: str | None,
+    keywords: str | None = None,
+    seeds: Iterable[str] = (),
+) -> tuple[Subscriber, list[str]]:
+    """A new subscriber, and the lines about seed entries that were skipped (a .bib entry without id or title)."""
+    found = interest.parse_seeds(list(seeds))
     with session_scope(settings.database_url) as session:
-        return subs.add(session, email, name, language, topics)
+        return subs.add(session, email, name, language, topics, keywords, found.seeds), found.skipped
 
 
 def _existing(session, email: str) -> Subscriber:
@@ -178,11 +188,17 @@ def change_subscriber(
     topics: str | None = None,
     all_topics: bool = False,
     status: str | None = None,
+    keywords: str | None = None,
+    seeds: Iterable[str] | None = None,
 ) -> Subscriber:
-    """`subscribers set`: change what is given; a status set here is the operator's override (README)."""
+    """`subscribers set`: change what is given; a status set here is the operator's override (README).
+    `keywords=""` / `seeds=[]` clear the interests; `seeds` replaces the seed list."""
+    found = interest.parse_seeds(list(seeds)) if seeds is not None else None
     with session_scope(settings.database_url) as session:
         sub = _existing(session, email)
-        subs.update(sub, name, language, topics, all_topics=all_topics)
+        subs.update(
+            sub, name, language, topics, all_topics=all_topics, keywords=keywords, seeds=found.seeds if found else None
+        )
         if status:
             subs.set_status(sub, status, "set by operator")
         return sub

@@ -96,7 +96,8 @@ def render_step(settings: Settings, issue: Issue, specs: list[VariantSpec]) -> d
         }
         for spec in specs:
             row = stored.get(spec.key)
-            if row is not None and row.content_hash == issue.content_hash:
+            # A row rendered before "For you" existed (#11) has no pick rendering: render it again.
+            if row is not None and row.content_hash == issue.content_hash and (row.foryou or not opts.foryou_top_k):
                 reused += 1
                 largest = max(largest, row.html_encoded_size)
                 continue
@@ -114,6 +115,7 @@ def _store_variant(row: IssueVariant, variant, content_hash: str) -> None:
     row.subject, row.preheader, row.html, row.text = variant.subject, variant.preheader, variant.html, variant.text
     row.html_encoded_size, row.n_full, row.n_listed = variant.html_encoded_size, variant.n_full, variant.n_listed
     row.content_hash, row.created_at = content_hash, datetime.now(UTC)
+    row.foryou = variant.foryou.as_dict() if variant.foryou else None
 
 
 def load_variants(settings: Settings, issue_id: int) -> dict[str, IssueVariant]:

@@ -31,11 +31,15 @@ MODES = (*LANGUAGES, "bilingual")  # a language mode per UI catalog (newsletter/
 PH_GREETING = "%%GREETING%%"
 PH_UNSUBSCRIBE_URL = "%%UNSUBSCRIBE_URL%%"
 PH_PREFERENCES_URL = "%%PREFERENCES_URL%%"
+PH_FORYOU = "%%FORYOU%%"  # only in a variant's "For you" rendering: the pick, markup, not escaped (#11)
 PLACEHOLDERS: dict[str, str] = {
     "GREETING": PH_GREETING,
     "UNSUBSCRIBE_URL": PH_UNSUBSCRIBE_URL,
     "PREFERENCES_URL": PH_PREFERENCES_URL,
+    "FORYOU": PH_FORYOU,
 }
+_REASON = "\x00REASON\x00"  # where a pick item's per-subscriber reason goes (never in content: _clean)
+REASON_MAX_CHARS = 80  # a reason is a few matched terms; longer ones are cut so the pick's room is known
 
 _LANG_ATTR = {lang: catalog(lang).html_lang for lang in LANGUAGES}
 _ROOT_LANG = {**_LANG_ATTR, "bilingual": _LANG_ATTR["zh"]}  # mostly Chinese text: CJK line breaking and fonts
@@ -53,6 +57,7 @@ class RenderOptions:
     site_name: str = "Paper Digest"
     site_name_zh: str = "论文速递"
     text_width: int = 76
+    foryou_top_k: int = 5  # papers in a subscriber's "For you" pick (#11); 0: no pick, no extra rendering
     templates_dir: Path = TEMPLATES_DIR
 
 
@@ -69,6 +74,64 @@ class RenderedVariant:
     n_listed: int  # papers listed by linked title
     n_hidden: int = 0  # papers only counted in "N more" (the title list did not fit either)
     over_budget: bool = False  # even highlights + headings exceed the budget (logged)
+    foryou: ForYou | None = None  # the same variant with room for a pick (#11); None when foryou_top_k is 0
+
+
+@dataclass
+class ForYou:
+    """A variant's "For you" rendering (#11): its HTML and text with a %%FORYOU%% slot after the greeting, sized
+    so that any pick of up to `top_k` of its papers fits the budget (in-full papers were moved to the title lists
+    when needed: the same deterministic search as the plain variant, with the largest pick's bytes reserved),
+    and the pick's pieces, rendered once per variant: a head, a tail, and per paper the item around its reason.
+    Per subscriber `pick()` only joins pieces and escapes a few terms: no template, no premailer."""
+
+    lang: str
+    subject: str
+    html: str
+    text: str
+    html_encoded_size: int  # without a pick
+    n_full: int
+    n_listed: int
+    top_k: int
+    head: tuple[str, str]  # (html, text)
+    tail: tuple[str, str]
+    items: dict[str, tuple[str, str, str, str]]  # paper id -> html before/after the reason, text before/after
+
+    def pick(self, picks: list[tuple[int, str]]) -> tuple[str, str]:
+        """(html, text) of the pick for [(paper id, reason)], best first; papers not in the variant are left out
+        and at most top_k are shown. ('', '') when nothing is left."""
+        html, text = [self.head[0]], [self.head[1]]
+        n = 0
+        for paper_id, reason in picks:
+            item = self.items.get(str(paper_id))
+            if item is None or n == self.top_k:
+                continue
+            why = _reason_text(reason)
+            html += [item[0], str(escape(why)), item[1]]
+            text += [item[2], why, item[3]]
+            n += 1
+        if not n:
+            return "", ""
+        html.append(self.tail[0])
+        text.append(self.tail[1])
+        return "".join(html), "".join(text)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForYou:
+        data = dict(data)
+        data["head"], data["tail"] = tuple(data["head"]), tuple(data["tail"])
+        data["items"] = {k: tuple(v) for k, v in data["items"].items()}
+        return cls(**data)
+
+
+def _reason_text(reason: str) -> str:
+    """At most REASON_MAX_CHARS printable ASCII characters (matched terms are words of English titles and
+    abstracts): what the pick's reserved room assumes."""
+    text = "".join(c for c in reason if " " <= c <= "~")
+    return text if len(text) <= REASON_MAX_CHARS else text[: REASON_MAX_CHARS - 1].rstrip() + "~"
 
 
 # ---- premailer -------------------------------------------------------------------------------------------
@@ -670,7 +733,12 @@ def _fill(skeleton: str, slots: list[str]) -> str:
 
 
 def _split_budget(
-    plan: _Plan, opts: RenderOptions, ctx: dict[str, Any], skeleton: str, fixed: list[str]
+    plan: _Plan,
+    opts: RenderOptions,
+    ctx: dict[str, Any],
+    skeleton: str,
+    fixed: list[str],
+    extra: tuple[bytes, ...] = (),
 ) -> tuple[str, set[int], set[int]]:
     """Choose how many papers go in full (then how many titles stay listed) so the encoded HTML fits.
     Every probe is exact (string assembly, no premailer): premailer never sees the fragments."""
@@ -683,7 +751,7 @@ def _split_budget(
         return _fill(skeleton, slots)
 
     def fits(html: str) -> bool:
-        return _fits(html, opts)
+        return _fits(html, opts, extra)
 
     n = len(priority)
     if fits(html := build(n, n)):
@@ -695,12 +763,15 @@ def _split_budget(
     return build(0, k), set(), {id(e) for e in priority[:k]}
 
 
-def _fits(html: str, opts: RenderOptions) -> bool:
-    """Within budget once personalised: the placeholders are replaced by URLs and a name afterwards."""
+def _fits(html: str, opts: RenderOptions, extra: tuple[bytes, ...] = ()) -> bool:
+    """Within budget once personalised: the placeholders are replaced by URLs and a name afterwards. `extra`:
+    the largest "For you" pick this rendering must also hold (#11), measured in the part's encoding."""
     data = transfer.canonical(html)
     cte = transfer.choose(data)
     # The reserve as encoded: a non-ASCII value in quoted-printable takes 3 characters a byte, base64 4 per 3.
     reserve = 3 * opts.personalize_reserve_bytes if cte == transfer.QP else -(-4 * opts.personalize_reserve_bytes // 3)
+    if extra:  # spliced as its own encoded run: its size in that encoding, plus partial lines around it
+        reserve += max(transfer.encoded_size(e, cte) for e in extra) + 16
     return transfer.encoded_size(data, cte) + reserve <= opts.html_budget_bytes
 
 
@@ -741,6 +812,9 @@ def render_variant(
 
     n_total = sum(len(s.entries) for s in plan.sections)
     text = _text_part(plan, opts, ctx, subject, hl_views, full, listed)
+    foryou = None
+    if opts.foryou_top_k > 0:
+        foryou = _foryou(plan, mode, opts, ctx, subject, skeleton, fixed, hl_views)
     return RenderedVariant(
         lang=mode,
         topics=topics,
@@ -753,6 +827,71 @@ def render_variant(
         n_listed=len(listed),
         n_hidden=n_total - len(full) - len(listed),
         over_budget=not _fits(html, opts),
+        foryou=foryou,
+    )
+
+
+def _largest_picks(
+    head: tuple[str, str], tail: tuple[str, str], items: dict[str, tuple[str, str, str, str]], k: int
+) -> tuple[bytes, ...]:
+    """The largest pick HTML a subscriber can get, as candidates for each encoding: the k items largest in bytes
+    (base64 grows with bytes) and the k largest in quoted-printable, each with the longest reason."""
+    pieces = [(a + "x" * REASON_MAX_CHARS + b).encode("utf-8") for a, b, _, _ in items.values()]
+    frame = (head[0].encode("utf-8"), tail[0].encode("utf-8"))
+    by_bytes = sorted(pieces, key=len, reverse=True)[:k]
+    by_qp = sorted(pieces, key=lambda b: len(transfer.qp_encode(b)), reverse=True)[:k]
+    return tuple(frame[0] + b"".join(c) + frame[1] for c in (by_bytes, by_qp))
+
+
+def _with_slot(doc: str, after: str) -> str:
+    """`doc` with the %%FORYOU%% slot right after the greeting (`after`), which must occur exactly once."""
+    if doc.count(after) != 1:
+        raise RuntimeError(f"greeting marker {after!r} found {doc.count(after)} times: no place for the pick")
+    return doc.replace(after, after + PH_FORYOU)
+
+
+def _foryou(
+    plan: _Plan,
+    mode: str,
+    opts: RenderOptions,
+    ctx: dict[str, Any],
+    subject: str,
+    skeleton: str,
+    fixed: list[str],
+    hl_views: list[PaperView],
+) -> ForYou:
+    """The variant again with room for the largest possible pick (see `ForYou`); no premailer call."""
+    ui = _ui_lang(mode)
+    why = _Tr(mode, opts).one(ui, "foryou_why")
+    part = {"t": ctx["t"], "ui_lang": ctx["ui_lang"], "why": why, "why_lang": _LANG_ATTR[ui]}
+    tctx = {**ctx, "width": opts.text_width}
+    head = (
+        _fragment(opts, "_pick.html.j2", part="head", **part),
+        _render_text(opts, "_pick.txt.j2", part="head", **tctx),
+    )
+    tail = (_fragment(opts, "_pick.html.j2", part="tail", **part), "")
+    views = [(h.paper.paper_id, v) for h, v in zip(plan.highlights, hl_views, strict=True)]
+    views += [(e.paper.paper_id, e.view) for s in plan.sections for e in s.entries if e.view is not None]
+    items: dict[str, tuple[str, str, str, str]] = {}
+    for paper_id, view in views:
+        html = _fragment(opts, "_pick.html.j2", part="item", p=view, reason=_REASON, **part)
+        text = _render_text(opts, "_pick.txt.j2", part="item", p=view, reason=_REASON, why=why, width=opts.text_width)
+        items[str(paper_id)] = (*html.split(_REASON, 1), *text.split(_REASON, 1))  # type: ignore[misc]
+    extra = _largest_picks(head, tail, items, opts.foryou_top_k)
+    html, full, listed = _split_budget(plan, opts, ctx, _with_slot(skeleton, PH_GREETING + "</p>"), fixed, extra)
+    text = _text_part(plan, opts, ctx, subject, hl_views, full, listed)
+    return ForYou(
+        lang=mode,
+        subject=subject,
+        html=html,
+        text=_with_slot(text, PH_GREETING + "\n\n"),
+        html_encoded_size=html_encoded_size(html),
+        n_full=len(plan.highlights) + len(full),
+        n_listed=len(listed),
+        top_k=opts.foryou_top_k,
+        head=head,
+        tail=tail,
+        items=items,
     )
 
 
@@ -845,13 +984,16 @@ def greeting(lang: str, name: str | None = None) -> str:
     return ui["greeting_name"].format(name=name) if name else ui["greeting"]
 
 
-def personalize(variant: RenderedVariant, values: dict[str, str]) -> tuple[str, str]:
+def personalize(
+    variant: RenderedVariant | ForYou, values: dict[str, str], pick: tuple[str, str] = ("", "")
+) -> tuple[str, str]:
     """(html, text) with the placeholders replaced: keys are placeholder names ("UNSUBSCRIBE_URL") or the
-    tokens themselves; "NAME" builds the greeting when "GREETING" is not given. URLs are required."""
+    tokens themselves; "NAME" builds the greeting when "GREETING" is not given. URLs are required. `pick`: the
+    (html, text) of a "For you" pick (`ForYou.pick`), for a `ForYou` rendering; markup, inserted as is."""
     resolved: dict[str, str] = {}
     for key, value in values.items():
         name = key.strip("%").upper()
-        if name not in (*PLACEHOLDERS, "NAME"):
+        if name not in (*PLACEHOLDERS, "NAME") or name == "FORYOU":
             raise KeyError(f"unknown placeholder {key!r}")
         resolved[name] = value
     resolved.setdefault("GREETING", greeting(variant.lang, resolved.get("NAME")))
@@ -860,6 +1002,7 @@ def personalize(variant: RenderedVariant, values: dict[str, str]) -> tuple[str, 
         raise ValueError(f"missing per-subscriber values: {missing}")
     html, text = variant.html, variant.text
     for name, token in PLACEHOLDERS.items():
-        html = html.replace(token, str(escape(resolved[name])))
-        text = text.replace(token, resolved[name])
-    return html, text
+        if name != "FORYOU":
+            html = html.replace(token, str(escape(resolved[name])))
+            text = text.replace(token, resolved[name])
+    return html.replace(PH_FORYOU, pick[0]), text.replace(PH_FORYOU, pick[1])
