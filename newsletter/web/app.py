@@ -49,7 +49,7 @@ from starlette.requests import ClientDisconnect
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.db.models import Subscriber
-from newsletter.deliver import subscribers, tokens
+from newsletter.deliver import interests, subscribers, tokens
 from newsletter.i18n import BILINGUAL, catalog
 from newsletter.registry.topics import known_topics, normalize_key, topic_names
 
@@ -167,6 +167,8 @@ class PreferencesForm(BaseModel):
     scope: str = ""  # "all", or anything else for the ticked topics
     topic: list[str] = []
     resubscribe: str = ""
+    keywords: str | None = None  # "For you" interests (#11); None (a form without the field): unchanged
+    seeds: str | None = None  # arXiv ids / links, one per line, or pasted BibTeX
 
 
 # ---- unsubscribe -----------------------------------------------------------------------------------------
@@ -242,6 +244,8 @@ def _preferences_ctx(sub: Subscriber, **extra: Any) -> dict[str, Any]:
         "all_topics": sub.topics is None,
         "topics": _topic_choices(sub),
         "unsubscribe_url": _link("unsubscribe", sub, "unsubscribe"),
+        "keywords": sub.keywords or "",
+        "seeds": "\n".join(s.get("arxiv_id") or s.get("title", "") for s in sub.seeds or []),
         "saved": False,
         "error": None,
         **extra,
@@ -274,12 +278,42 @@ def _save_preferences(web: _Web, token: str, form: PreferencesForm) -> HTMLRespo
         error = _form_error(form, allowed)
         if error:
             return web.page("preferences.html.j2", status_code=422, **_preferences_ctx(sub, error=error))
+        try:
+            keywords, seeds = _form_interests(form, sub)
+        except interests.InterestsError as exc:
+            key = "error_keywords" if "keywords" in str(exc) else "error_seeds"
+            return web.page("preferences.html.j2", status_code=422, **_preferences_ctx(sub, error=key))
         picked = [t for t in form.topic if t in allowed]
-        subscribers.update(sub, language=form.language, topics=picked, all_topics=form.scope == "all")
+        subscribers.update(
+            sub, language=form.language, topics=picked, all_topics=form.scope == "all", keywords=keywords, seeds=seeds
+        )
         # Only the person's own "unsubscribed" is theirs to undo; bounces and complaints need an operator.
         if sub.status == "unsubscribed" and form.resubscribe == "1":
             subscribers.set_status(sub, "active", "resubscribed on the preferences page")
         return web.page("preferences.html.j2", **_preferences_ctx(sub, saved=True))
+
+
+def _form_interests(form: PreferencesForm, sub: Subscriber) -> tuple[str | None, list[dict[str, str]] | None]:
+    """(keywords, seeds) as `subscribers.update` takes them. Seeds: arXiv ids or links, or pasted BibTeX; a
+    line that is a title shown back from a seed without id keeps that seed (the page cannot show its abstract)."""
+    keywords = None if form.keywords is None else interests.parse_keywords(form.keywords) or ""
+    if form.seeds is None:
+        return keywords, None
+    raw = form.seeds.strip()
+    if raw.startswith("@"):
+        found = interests.read_bibtex(raw, source="preferences")
+        if not found.seeds:
+            raise interests.InterestsError("no usable BibTeX entry")
+        return keywords, found.seeds
+    kept = {s.get("title", ""): s for s in sub.seeds or [] if not s.get("arxiv_id")}
+    seeds: list[dict[str, str]] = []
+    for line in raw.splitlines():
+        line = line.strip()
+        if line in kept:
+            seeds.append(kept[line])
+        elif line:
+            seeds += interests.parse_seeds(line, files=False).seeds
+    return keywords, seeds
 
 
 # ---- archive ---------------------------------------------------------------------------------------------
