@@ -6,10 +6,18 @@ more subscriber: (time for 1,000 subscribers - time for the variants alone) / 1,
 work is what the send path does: make the two tokens and personalise the variant's HTML and text.
 Figures: render_ms_per_subscriber=<x> (target <= 1 ms with premailer calls == number of variants), then papers
 in full / listed per language mode on that day; last line: papers_in_full_busiest_day=<min over modes> (#12).
+
+"For you" (#11): 10,000 subscribers with distinct interests (keywords from the day's titles, two seed papers from
+earlier days in the store), ranked in batches of [delivery] batch_size as the sender does, each pick joined from
+the variant's pre-rendered pieces and personalised: render_ms_per_subscriber_with_picks=<x> (target <= 1 ms; the
+same run's figure without picks beside it), and every one of the 10,000 messages assembled to check its HTML part,
+as encoded in the message, against the budget (largest printed; any over budget fails the run).
 """
 
 from __future__ import annotations
 
+import random
+import re
 import sys
 import tempfile
 import time
@@ -18,11 +26,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import counting_premailer, largest_day_issue
+from newsletter.db import session_scope
+from newsletter.db.models import Paper
 from newsletter.deliver import tokens
+from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
+from newsletter.issue import recommend
 from newsletter.pipeline import steps as pipeline
 from newsletter.render import variant as render
 
 N_SUBSCRIBERS = 1000
+N_PICK_SUBSCRIBERS = 10_000
+_WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
 
 
 def variants_for(issue) -> list[pipeline.VariantSpec]:
@@ -56,6 +70,73 @@ def personalise_all(variants, base_url: str) -> int:
     return total
 
 
+def distinct_interests(settings, issue, n: int) -> list[recommend.Interests]:
+    """n different readers: 2-3 words of a title of the day as keywords, two other papers of the store as seeds."""
+    rng = random.Random(11)
+    featured = {p.arxiv_id for p in recommend.issue_papers(issue)}
+    with session_scope(settings.database_url) as session:
+        earlier = sorted(a for (a,) in session.query(Paper.arxiv_id) if a and a not in featured)
+    titles = [p.title for p in recommend.issue_papers(issue)]
+    out, seen = [], set()
+    while len(out) < n:
+        words = _WORD.findall(rng.choice(titles))
+        keywords = " ".join(rng.sample(words, min(len(words), rng.randint(2, 3))))
+        seeds = tuple(recommend.Seed(a) for a in sorted(rng.sample(earlier, 2)))
+        if (keywords, seeds) not in seen:
+            seen.add((keywords, seeds))
+            out.append(recommend.Interests(keywords, seeds))
+    return out
+
+
+def pick_all(settings, issue, variants, readers, base_url: str, batch: int) -> list[tuple[str, str]]:
+    """What the send path does per batch for subscribers with interests: rank the batch, join each pick from its
+    variant's pieces, make the tokens, personalise (the pick included)."""
+    with session_scope(settings.database_url) as session:
+        ranker = recommend.ranker_for(session, issue, readers)
+    fys = [v.foryou for v in variants]
+    masks = [[str(p.paper_id) in fy.items for p in ranker.papers] for fy in fys]
+    import numpy as np
+
+    masks = [np.array(m, dtype=bool) for m in masks]
+    picks: list[tuple[str, str]] = []
+    for start in range(0, len(readers), batch):
+        chunk = list(range(start, min(start + batch, len(readers))))
+        ranked = ranker.rank([readers[i] for i in chunk], 5, [masks[i % len(fys)] for i in chunk])
+        for i, found in zip(chunk, ranked, strict=True):
+            fy = fys[i % len(fys)]
+            pick = fy.pick([(p.paper_id, p.reason) for p in found])
+            email = f"reader{i}@example.org"
+            values = {
+                "NAME": f"Reader {i}",
+                "UNSUBSCRIBE_URL": f"{base_url}/unsubscribe?token={tokens.make_token(i, 'unsubscribe', email)}",
+                "PREFERENCES_URL": f"{base_url}/preferences?token={tokens.make_token(i, 'preferences', email)}",
+            }
+            render.personalize(fy if pick[0] else variants[i % len(fys)], values, pick)
+            picks.append(pick)
+    return picks
+
+
+def html_part_size(eml: bytes) -> int:
+    rest = eml.partition(b"Content-Type: text/html")[2]
+    body = rest.split(b"\r\n\r\n", 1)[1]
+    return len(body[: body.index(b"--=_pd_")])
+
+
+def check_budget(settings, issue, variants, picks, budget: int) -> tuple[int, int]:
+    """Assemble every message as the sender would; (largest HTML part as encoded, how many over budget)."""
+    ms = MessageSettings.from_settings(settings)
+    plain = [MessageTemplate.build(v, ms, issue.issue_id or 1, issue.issue_date) for v in variants]
+    with_pick = [MessageTemplate.build(v.foryou, ms, issue.issue_id or 1, issue.issue_date) for v in variants]
+    largest, over = 0, 0
+    for i, pick in enumerate(picks):
+        person = Person(i, f"reader{i}@example.org", f"Reader {i}")
+        k = i % len(variants)
+        eml = assemble(with_pick[k], person, pick=pick) if pick[0] else assemble(plain[k], person)
+        size = html_part_size(eml)
+        largest, over = max(largest, size), over + (size > budget)
+    return largest, over
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         found = largest_day_issue(Path(tmp))
@@ -72,6 +153,13 @@ def main() -> None:
         t1 = time.perf_counter()
         personalise_all(variants, pipeline.web_base_url(settings))
         t_subscribers = time.perf_counter() - t1
+        readers = distinct_interests(settings, issue, N_PICK_SUBSCRIBERS)
+        t2 = time.perf_counter()
+        picks = pick_all(
+            settings, issue, variants, readers, pipeline.web_base_url(settings), settings.delivery.batch_size
+        )
+        t_picks = time.perf_counter() - t2
+        largest_sent, n_over = check_budget(settings, issue, variants, picks, opts.html_budget_bytes)
     largest = max(v.html_encoded_size for v in variants)
     print(
         f"issue {issue.issue_date}: {issue.n_papers} new papers, {len(issue.highlights)} highlights, "
@@ -86,6 +174,16 @@ def main() -> None:
     print(f"largest HTML part as sent: {largest} bytes")
     print(f"{N_SUBSCRIBERS} subscribers personalised in {t_subscribers * 1000:.0f} ms")
     print(f"render_ms_per_subscriber={t_subscribers * 1000 / N_SUBSCRIBERS:.3f}")
+    n_with = sum(1 for p in picks if p[0])
+    print(
+        f"For you: {N_PICK_SUBSCRIBERS} subscribers with distinct interests ({n_with} got a pick) ranked and "
+        f"personalised in {t_picks * 1000:.0f} ms (ranker fit included); papers in full with room for a pick: "
+        + ", ".join(f"{s.key or 'all'} {v.foryou.n_full}/{v.n_full}" for s, v in zip(specs, variants, strict=True))
+    )
+    print(f"largest HTML part as sent with a pick: {largest_sent} bytes; over the budget: {n_over}")
+    print(f"render_ms_per_subscriber_with_picks={t_picks * 1000 / N_PICK_SUBSCRIBERS:.3f}")
+    if n_over:
+        sys.exit(f"{n_over} message(s) over the {opts.html_budget_bytes}-byte budget")
     # #12: papers in full / listed on the busiest corpus day, per language mode (all topics); last line: the min.
     full = {}
     for spec, v in zip(specs, variants, strict=True):
