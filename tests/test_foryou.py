@@ -5,6 +5,7 @@ interests get exactly the plain variant."""
 from __future__ import annotations
 
 import json
+import mailbox
 from dataclasses import replace
 from datetime import date
 from email import message_from_bytes, policy
@@ -332,3 +333,20 @@ def test_preferences_page_edits_interests_over_http(web_settings, db_url):  # no
         assert r.status_code == 200
         with session_scope(db_url) as s:
             assert subscribers.get(s, "ada@example.org").keywords == "gaussian avatars"
+
+
+def test_the_dry_run_outbox_shows_the_pick(settings):
+    issue_id = make_issue(settings.database_url)
+    with session_scope(settings.database_url) as s:
+        subscribers.add(s, "fan@example.org", "Fan", "zh", keywords="lip sync")
+        subscribers.add(s, "plain@example.org", "Plain", "zh")
+    steps.prepare_step(settings, issue_id)
+    result = steps.dry_run_to_outbox(settings, issue_id)
+    assert result["written_to_outbox"] == 2
+    box = mailbox.Maildir(result["outbox"], create=False)
+    bodies = {
+        m["To"].addresses[0].addr_spec: m.get_body(("html",)).get_content()
+        for m in (message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box)
+    }
+    assert "为你推荐" in bodies["fan@example.org"] and "Expressive Lip Sync" in bodies["fan@example.org"]
+    assert "为你推荐" not in bodies["plain@example.org"]

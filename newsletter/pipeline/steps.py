@@ -27,6 +27,7 @@ from newsletter.deliver.ledger import (
     recover_stale,
 )
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
+from newsletter.deliver.picks import Picker, batch_picks, foryou_of
 from newsletter.deliver.sender import send_issue, send_test
 from newsletter.deliver.transport import OutboxTransport, outbox_dir
 from newsletter.issue.build import Period, build_issue
@@ -323,7 +324,7 @@ def variants_for_sending(settings: Settings, issue_id: int, issue: Issue | None 
 
 
 def dry_run_to_outbox(settings: Settings, issue_id: int) -> dict:
-
+    """Every pending message into the outbox instead of SMTP, "For you" picks included; the ledger untouched."""
     ms = MessageSettings.from_settings(settings)
     variants = variants_for_sending(settings, issue_id)
     templates: dict[str, object] = {}
@@ -331,16 +332,22 @@ def dry_run_to_outbox(settings: Settings, issue_id: int) -> dict:
     with session_scope(settings.database_url) as session, OutboxTransport(outbox_dir(settings)) as outbox:
         issue = session.get(IssueRow, issue_id)
         rows = session.execute(
-            select(Delivery.variant, Subscriber)
+            select(Delivery.id, Delivery.subscriber_id, Delivery.variant, Subscriber)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(Delivery.issue_id == issue_id, Delivery.status.in_(("pending", "failed")))
-        )
-        for key, sub in rows:
-            if key not in templates:
-                templates[key] = MessageTemplate.build(
-                    variants[key], ms, issue_id, issue.issue_date, lang=parse_variant_key(key)[0]
+        ).all()
+        foryou = {key: foryou_of(v) for key, v in variants.items()}
+        picks = batch_picks(Picker(issue_id), session.connection(), rows, {r[3].id: r[3] for r in rows}, foryou)
+        for did, _sid, key, sub in rows:
+            pick = picks.get(did)
+            tkey = (key, bool(pick))
+            if tkey not in templates:
+                source = foryou[key] if pick else variants[key]
+                templates[tkey] = MessageTemplate.build(
+                    source, ms, issue_id, issue.issue_date, lang=parse_variant_key(key)[0]
                 )
-            outbox.send(ms.from_email, sub.email, assemble(templates[key], sub))
+            msg = assemble(templates[tkey], sub, pick=pick) if pick else assemble(templates[tkey], sub)
+            outbox.send(ms.from_email, sub.email, msg)
             written += 1
     return {"dry_run": True, "written_to_outbox": written, "outbox": str(outbox_dir(settings))}
 
