@@ -217,6 +217,8 @@ def test_recommend_cli_prints_jsonl_best_first(db_url):
     assert "lip sync" in rows[0]["reason"]
     r = invoke("recommend", "--date", "2024-12-05", "--seeds", "2412.00001", "--top", "1", "--format", "jsonl", **env)
     assert [json.loads(line)["arxiv_id"] for line in r.output.splitlines()] == ["2412.00002"]
+    r = invoke("recommend", "--date", "2024-12-05", "--seeds", "2001.00001", "--keywords", "lip", **env)
+    assert r.exit_code == 0 and "seed 2001.00001: not in the store" in " ".join(r.stderr.split())
     r = invoke("recommend", "--date", "2030-01-01", "--keywords", "x", **env)
     assert r.exit_code == 3
 

@@ -103,7 +103,12 @@ def recommend_for(
         return [], found.skipped
     with session_scope(settings.database_url) as session:
         ranker = recommend.ranker_for(session, issue, [wanted])
-    return ranker.rank([wanted], top)[0], found.skipped
+    unknown = [
+        f"seed {s.arxiv_id}: not in the store, and no title or abstract given (ignored)"
+        for s in wanted.seeds
+        if s.arxiv_id and not s.text and s.arxiv_id not in ranker.index and not ranker.seed_texts.get(s.arxiv_id)
+    ]
+    return ranker.rank([wanted], top)[0], found.skipped + unknown
 
 
 def empty_issue_ok(settings: Settings) -> bool:
