@@ -203,15 +203,18 @@ class Ranker:
             return [[] for _ in readers]
         prof = self.profiles(readers)
         scores = (prof @ self.matrix_t).toarray()
+        if allowed is not None:  # only the papers of each reader's variant
+            everything = np.ones(len(self.papers), dtype=bool)
+            scores[~np.stack([everything if a is None else a for a in allowed])] = 0.0
         for i, r in enumerate(readers):  # never offer a reader their own seed papers
             own = [self.index[s.arxiv_id] for s in r.seeds if s.arxiv_id in self.index]
             if own:
                 scores[i, own] = 0.0
-            if allowed is not None and allowed[i] is not None:
-                scores[i, ~allowed[i]] = 0.0
         # Best first; ties by issue order (stable sort on the negated scores): deterministic.
         best = np.argsort(-scores, axis=1, kind="stable")[:, :top]
-        pairs = [(i, int(j)) for i in range(len(readers)) for j in best[i] if scores[i, j] > 0]
+        keep = np.take_along_axis(scores, best, axis=1) > 0
+        pairs = list(zip(*np.nonzero(keep)))
+        pairs = [(int(i), int(best[i, k])) for i, k in pairs]
         terms = self._terms(prof, pairs)
         out: list[list[Pick]] = [[] for _ in readers]
         for (i, j), t in zip(pairs, terms, strict=True):
