@@ -213,8 +213,8 @@ class Ranker:
         # Best first; ties by issue order (stable sort on the negated scores): deterministic.
         best = np.argsort(-scores, axis=1, kind="stable")[:, :top]
         keep = np.take_along_axis(scores, best, axis=1) > 0
-        pairs = list(zip(*np.nonzero(keep)))
-        pairs = [(int(i), int(best[i, k])) for i, k in pairs]
+        rows, ranks = np.nonzero(keep)  # row-major: each reader's picks, best first
+        pairs = [(int(i), int(best[i, k])) for i, k in zip(rows.tolist(), ranks.tolist(), strict=True)]
         terms = self._terms(prof, pairs)
         out: list[list[Pick]] = [[] for _ in readers]
         for (i, j), t in zip(pairs, terms, strict=True):
