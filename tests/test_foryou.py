@@ -26,6 +26,8 @@ from newsletter.store.record import record_posts
 from tests import issue_factory
 from tests.cli_runner import invoke
 from tests.smtp_server import SmtpServer
+from tests.test_browser import VALUES as BROWSER_VALUES
+from tests.test_browser import measure, requires_chromium, screenshot
 from tests.test_deliver import smtp, with_delivery
 from tests.test_store import paper, post
 from tests.test_webapp import LiveServer, _add, _token, web_settings  # noqa: F401 (fixture)
@@ -348,7 +350,25 @@ def test_the_dry_run_outbox_shows_the_pick(settings):
     box = mailbox.Maildir(result["outbox"], create=False)
     bodies = {
         m["To"].addresses[0].addr_spec: m.get_body(("html",)).get_content()
-        for m in (message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box)
+        for m in (message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.iterkeys())
     }
     assert "为你推荐" in bodies["fan@example.org"] and "Expressive Lip Sync" in bodies["fan@example.org"]
     assert "为你推荐" not in bodies["plain@example.org"]
+
+
+# ---- how it looks --------------------------------------------------------------------------------------------
+
+
+@requires_chromium
+@pytest.mark.parametrize("width", [375, 800])
+@pytest.mark.parametrize("mode", ["zh", "bilingual"])
+def test_the_pick_lays_out_on_a_phone_and_a_desktop(mode, width, tmp_path):
+    issue = issue_factory.make_issue(90, long_summaries=True, seed=3)
+    fy = render_variant(issue, mode).foryou
+    ids = list(fy.items)[:5]
+    pick = fy.pick([(int(k), "gaussian splatting, talking head, avatar") for k in ids])
+    page = tmp_path / f"email-foryou-{mode}.html"
+    page.write_text(personalize(fy, BROWSER_VALUES, pick)[0])
+    m = measure(page, width, tmp_path / "profile")
+    assert m["innerWidth"] == width and m["scrollWidth"] <= width, m
+    screenshot(page, width, f"email-foryou-{mode}-{width}.png", tmp_path / "profile")
