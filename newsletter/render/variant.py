@@ -107,7 +107,7 @@ class ForYou:
             if item is None or n == self.top_k:
                 continue
             why = _reason_text(reason)
-            html += [item[0], str(escape(why)), item[1]]
+            html += [item[0], why if why.isalnum() else str(escape(why)), item[1]]
             text += [item[2], why, item[3]]
             n += 1
         if not n:
@@ -130,7 +130,7 @@ class ForYou:
 def _reason_text(reason: str) -> str:
     """At most REASON_MAX_CHARS printable ASCII characters (matched terms are words of English titles and
     abstracts): what the pick's reserved room assumes."""
-    text = "".join(c for c in reason if " " <= c <= "~")
+    text = reason if reason.isascii() and reason.isprintable() else "".join(c for c in reason if " " <= c <= "~")
     return text if len(text) <= REASON_MAX_CHARS else text[: REASON_MAX_CHARS - 1].rstrip() + "~"
 
 
