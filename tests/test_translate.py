@@ -344,3 +344,14 @@ def test_cli_translate_then_nothing_left_to_ask(tmp_path, chat, monkeypatch):
     failed = invoke("translate", "--date", "2024-12-05", "--config", str(config))
     assert failed.exit_code == 0  # a translation failure never fails the command (nor the send after it)
     assert "2412.00001: HTTP 503" in failed.stderr and "4 failed" in failed.stdout
+
+
+def test_the_whole_job_translates_before_the_archive_and_the_send(sqlite_settings, chat, tmp_path):
+    from newsletter.pipeline.admin import run_job
+
+    cfg = with_translate(replace(sqlite_settings, web=sqlite_settings.web.updated(archive_dir=str(tmp_path / "a"))),
+                         chat)  # fmt: skip
+    job = run_job(cfg, dry_run=True)  # the bundled sample, as `newsletter run --dry-run`
+    assert job.translate["translated"] > 0 and job.translate["failed"] == 0
+    assert all(p.takeaways_en for p in papers_of(job.issue) if p.takeaways)
+    assert LABEL in job.archive.read_text(encoding="utf-8")
