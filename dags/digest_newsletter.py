@@ -24,9 +24,10 @@ whoever has not had that issue (the ledger). Older missed days are explicit back
 L, the local date of L (pass D 00:00 UTC or D 00:00 local: both are day D in Asia/Shanghai).
 
 **Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
-`render_variants` -> `test_send` | `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per
-sender slot) -> `report`; `freshness` checks the store after ingestion and alerts. Every task calls one step
-of `newsletter.pipeline.steps` and passes ids and counts on (XCom never carries content).
+`translate` (English takeaways, `[translate]`; never fails the run) -> `render_variants` -> `test_send` |
+`prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per sender slot) -> `report`; `freshness`
+checks the store after ingestion and alerts. Every task calls one step of `newsletter.pipeline.steps` and
+passes ids and counts on (XCom never carries content).
 
 **Params** (manual runs): `dry_run` (write the mails to the outbox instead of SMTP; the ledger is untouched),
 `test_recipient` (one copy to this address, outside the ledger; nobody else gets anything), `test_lang` and
@@ -216,6 +217,28 @@ def digest_newsletter():
         return {k: info[k] for k in ("issue_id", "issue_date", "papers", "highlights", "topics")}
 
     @task
+    def translate(built: dict) -> dict:
+        """English for the Chinese summaries and takeaways of the issue's papers ([translate]; off by default),
+        each paper once (cached). Never fails the run: a paper whose translation failed stays Chinese-only (a
+        warning naming it, counted in the XCom), and so does every paper if this task itself goes wrong."""
+        from newsletter.pipeline.steps import translate_step
+
+        try:
+            out = translate_step(common.settings(), built["issue_id"])
+        except Exception as exc:  # a send must never wait on, or fail for, a translation
+            log.warning("translation skipped for issue %s: %s: %s", built["issue_id"], type(exc).__name__, exc)
+            return {"issue_id": built["issue_id"], "error": f"{type(exc).__name__}: {exc}"}
+        if out.get("enabled"):
+            log.info(
+                "translate issue %s: %s papers, %s cached, %s translated, %s failed, %s skipped, %s requests",
+                out["issue_id"], out["papers"], out["cached"], out["translated"], out["failed"], out["skipped"],
+                out["requests"],
+            )  # fmt: skip
+        else:
+            log.info("translation is off ([translate] enabled = false)")
+        return {k: v for k, v in out.items() if k != "failures"} | {"failures": len(out.get("failures", []))}
+
+    @task
     def render_variants(built: dict) -> dict:
         """Render each distinct (language, topics) variant once, store it, and write the web archive page."""
         from newsletter.pipeline.steps import build_step, period_for, render_step, subscriber_variants, write_archive
@@ -315,6 +338,7 @@ def digest_newsletter():
     freshness(ingested)
     built = build_issue(ingested)
     rendered = render_variants(built)
+    translate(built) >> rendered
     rendered >> test_send(built)
     prepared = prepare_ledger(built)
     rendered >> prepared

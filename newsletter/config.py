@@ -282,6 +282,29 @@ class DeliverySettings(Section):
         return min(self.retry_max_s, self.retry_base_s * 2 ** max(0, attempts - 1))
 
 
+class TranslateSettings(Section):
+    """`[translate]`: machine translation of the Chinese summary and takeaways into English through an
+    OpenAI-compatible chat-completions endpoint (`newsletter.translate`). Off by default. The API key is never in
+    the file: it is read from the environment variable named by `api_key_env` (none for a local server)."""
+
+    enabled: bool = False
+    base_url: HttpUrl = "http://127.0.0.1:8080/v1"  # POST {base_url}/chat/completions
+    model: Name = "gpt-4o-mini"
+    api_key_env: Name = "NEWSLETTER_TRANSLATE_API_KEY"
+    timeout: PositiveFloat = 60.0  # seconds per request, retries included: a request never takes longer
+    retries: NonNegativeInt = 2  # extra attempts within the timeout for a network error, 429 or 5xx
+    backoff: NonNegativeFloat = 1.0  # first retry delay in seconds; doubles
+    batch_size: PositiveInt = 8  # papers per request; 1 = one request per paper
+    max_failures: PositiveInt = 3  # consecutive failed requests before the run stops asking (endpoint down)
+    json_mode: bool = True  # send response_format = json_object (turn off for a server that refuses it)
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
 class ConfigFile(Section):
     """The whole file. `sources` is None when the file has no [[sources]] (then there are none)."""
 
@@ -292,6 +315,7 @@ class ConfigFile(Section):
     render: RenderSettings
     web: WebSettings
     delivery: DeliverySettings
+    translate: TranslateSettings
 
     @field_validator("sources")
     @classmethod
@@ -303,7 +327,7 @@ class ConfigFile(Section):
         return sources
 
 
-SECTIONS = ("newsletter", "fetch", "issue", "render", "web", "delivery")  # tables every file may omit
+SECTIONS = ("newsletter", "fetch", "issue", "render", "web", "delivery", "translate")  # tables every file may omit
 
 
 # ---- the settings every stage reads --------------------------------------------------------------------------
@@ -323,6 +347,7 @@ class Settings:
     render: RenderSettings = field(default_factory=RenderSettings)
     web: WebSettings = field(default_factory=WebSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    translate: TranslateSettings = field(default_factory=TranslateSettings)
     config_path: str | None = None
 
     def source(self, name: str) -> Source:
@@ -410,6 +435,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         render=cfg.render,
         web=cfg.web,
         delivery=cfg.delivery,
+        translate=cfg.translate,
         config_path=str(cfg_path) if cfg_path else None,
     )
 

@@ -126,6 +126,9 @@ class IssuePaper:
     first_post_date: date
     code_url: str | None = None  # registry.links: a repository or model
     project_url: str | None = None  # a project page
+    # Machine translation of summary_zh / takeaways ([translate]); empty when off or not translated yet.
+    summary_en: str | None = None
+    takeaways_en: list[str] = field(default_factory=list)  # one per takeaway, same order
 
 
 @dataclass

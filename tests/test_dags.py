@@ -236,8 +236,8 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     assert (digest["cron"], digest["tz"]) == ("0 8 * * *", "Asia/Shanghai")
     assert (digest["catchup"], digest["max_active_runs"], digest["start_date"]) == (False, 1, None)
     assert {"dry_run", "test_recipient", "resend", "topics"} <= set(digest["params"])
-    expected = {"enabled_sources", "ingest", "freshness", "build_issue", "render_variants", "test_send",
-                "prepare_ledger", "plan_senders", "send", "report"}  # fmt: skip
+    expected = {"enabled_sources", "ingest", "freshness", "build_issue", "translate", "render_variants",
+                "test_send", "prepare_ledger", "plan_senders", "send", "report"}  # fmt: skip
     assert set(digest["tasks"]) == expected
     for name in ("ingest", "send"):  # transient failures: retried with exponential backoff, mapped
         t = digest["tasks"][name]
@@ -397,6 +397,46 @@ def test_sample_day_dry_run_real_run_test_copy_and_resend(tmp_path, airflow_db):
     assert by_smtp == sorted([*EVERYONE, *EVERYONE, "proof@example.org"])
     assert _sent_to(tmp_path / "newsletter.db") == EVERYONE
     assert (tmp_path / "archive" / "2026-11-25.html").is_file()
+
+
+def test_translation_down_never_fails_the_run_and_up_reaches_english_readers(tmp_path, airflow_db):
+    """[translate] against a fake chat-completions server: first down (every request a 500), the run is green
+    and the mails are today's; then up, the next run's English and bilingual mails carry the translation."""
+    from tests.chat_server import ChatServer
+
+    label = "Key takeaways (machine-translated)"
+    with ChatServer() as chat:
+        extra = f"""
+[translate]
+enabled = true
+base_url = "{chat.base_url}"
+model = "fake-mt"
+timeout = 3
+retries = 0
+batch_size = 1
+"""
+        env = _env(tmp_path, airflow_db, _write_config(tmp_path, SAMPLE_SOURCES, extra))
+        # Down for the first run: it makes max_failures (3) failed requests in a row, then stops asking.
+        chat.script = [("status", 500)] * 3
+        runs = [
+            {"logical_date": "2026-11-25T00:00:00+00:00", "conf": {"dry_run": True}},
+            {"logical_date": None, "run_after": "2026-11-26T01:00:00+00:00", "conf": {"dry_run": True}},  # same day
+        ]
+        down, up = _run_dag(env, "digest_newsletter", runs)["runs"]
+        sizes = chat.batch_sizes
+
+    assert down["state"] == up["state"] == "success" and down["tasks"]["translate[-1]"] == "success", down
+    down_xcom, up_xcom = _xcoms(tmp_path / "airflow", "translate")
+    assert down_xcom["failed"] == 3 and down_xcom["skipped"] and not down_xcom["translated"], down_xcom
+    assert up_xcom["translated"] == up_xcom["requests"] == len(sizes) - 3 > 0 and not up_xcom["failed"], up_xcom
+    mails: dict[str, list[str]] = defaultdict(list)
+    for m in _mails(tmp_path / "outbox"):  # each dry run wrote everyone's mail
+        mails[m["Delivered-To"]].append(m.get_body(("html",)).get_content())
+    assert sorted(mails) == EVERYONE and all(len(v) == 2 for v in mails.values())
+    for who in ("alan@example.org", "ada@example.org"):  # en, bilingual: today's mail, then the English
+        assert sorted(label in h for h in mails[who]) == [False, True], who
+    assert not any(label in h for h in mails["li.wei@example.org"])  # zh: unchanged
+    assert any("in English" in h for h in mails["alan@example.org"])
 
 
 # The sender the test kills: ingest the sample, import the subscribers, send the day by SMTP (batches of 8).

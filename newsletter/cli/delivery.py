@@ -139,6 +139,12 @@ def run(settings: Settings, day: date | None, dry_run: bool) -> None:
             f"issue {job.issue.issue_date}: {job.issue.n_papers} new papers in {len(job.issue.sections)} topics, "
             f"{len(job.issue.highlights)} acceptance highlights"
         )
+        if job.translate is not None:
+            t = job.translate
+            click.echo(
+                f"translate: {t['cached']} cached, {t['translated']} translated, {t['failed']} failed, "
+                f"{t['skipped']} skipped ({t['requests']} requests)"
+            )
         click.echo(f"archive page: {job.archive}")
     if job.send is not None:
         _print_send(job.send)

@@ -1,7 +1,8 @@
-"""Commands over one day's issue: build, archive, preview. A day without an issue exits 3."""
+"""Commands over one day's issue: build, translate, archive, preview. A day without an issue exits 3."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from newsletter.cli.options import (
     command,
     date_option,
     exit_status,
+    format_option,
     language_option,
     out_option,
     pass_settings,
+    warn,
 )
 from newsletter.config import Settings
 from newsletter.pipeline import admin
@@ -49,6 +52,41 @@ def build(settings: Settings, day: date | None) -> None:
     click.echo(
         f"issue {issue.issue_id} for {issue.issue_date}: {issue.n_papers} papers in {len(issue.sections)} topics, "
         f"{len(issue.highlights)} acceptance highlights (hash {issue.content_hash[:12]})"
+    )
+
+
+@command()
+@date_option()
+@format_option("text", "json")
+@pass_settings
+def translate(settings: Settings, day: date | None, fmt: str) -> None:
+    """Translate an issue's Chinese summaries and takeaways into English.
+
+    Asks the [translate] endpoint (an OpenAI-compatible chat-completions API) for the papers of the day's issue
+    that have no cached translation for their current text and the model, a batch of papers per request. A paper
+    that fails (timeout, HTTP error, malformed answer) stays Chinese-only and is listed: exit status 0 all the
+    same (translation never blocks a send). Nothing is asked when [translate] enabled is false. Exit status 3
+    when the day has no issue.
+
+    \b
+    Examples:
+      newsletter translate --date 2024-12-05
+      newsletter translate --date 2024-12-05 --format json
+    """
+    report = admin.translate(settings, day)
+    if fmt == "json":
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    if not report["enabled"]:
+        click.echo(f"translation is off ([translate] enabled = false): nothing asked for {report['issue_date']}")
+        return
+    for line in report["failures"]:
+        warn("warning", f"translate: {line} (left untranslated)")
+    click.echo(
+        f"issue {report['issue_date']}: {report['papers']} papers; {report['cached']} cached, "
+        f"{report['translated']} translated, {report['failed']} failed, {report['skipped']} skipped, "
+        f"{report['nothing_to_translate']} with nothing to translate; {report['requests']} requests "
+        f"to {report['model']}"
     )
 
 

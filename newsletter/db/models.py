@@ -248,3 +248,20 @@ class OpenAlert(Base):
     since: Mapped[date] = mapped_column(Date)  # the day the outage was first seen
     last_seen: Mapped[date] = mapped_column(Date)  # the latest day that still showed it
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Translation(Base):
+    """A machine translation of one paper's Chinese summary and takeaways into English (`newsletter.translate`).
+    Keyed by what was translated (`source_hash` of the Chinese text) and by whom (`model`): a paper is never
+    translated twice, and a changed source text is a new key, so it is translated again."""
+
+    __tablename__ = "translations"
+    __table_args__ = (UniqueConstraint("paper_id", "source_hash", "model", name="uq_translation_source_model"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    source_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the summary and takeaways translated
+    model: Mapped[str] = mapped_column(String(200))
+    summary_en: Mapped[str | None] = mapped_column(Text)
+    takeaways_en: Mapped[list] = mapped_column(JSON, default=list)  # one per Chinese takeaway, same order
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -34,6 +34,7 @@ from newsletter.db.models import AcceptanceEvent, IssueItem, IssueRow, Paper
 from newsletter.records import Highlight, Issue, IssuePaper, TopicSection, Venue
 from newsletter.registry.topics import topic_names
 from newsletter.store.query import ordered_sightings
+from newsletter.translate.cache import lookup, source_hash
 
 TRACK_RANK = {"oral": 0, "spotlight": 1, "highlight": 2, None: 3, "poster": 4, "findings": 5}
 
@@ -201,8 +202,34 @@ def _assemble(session: Session, period: Period, cfg: IssueSettings, sel: _Select
     )
 
 
+def _attach_translations(session: Session, issue: Issue, model: str) -> None:
+    """Each paper's cached English translation by `model`, when it was made from the paper's current text."""
+    papers = [h.paper for h in issue.highlights] + [p for s in issue.sections for p in s.papers]
+    hashes = {p.paper_id: h for p in papers if (h := source_hash(p.summary_zh, p.takeaways))}
+    found = lookup(session, hashes, model)
+    for p in papers:
+        row = found.get(p.paper_id)
+        if row is not None:
+            p.summary_en, p.takeaways_en = row.summary_en, list(row.takeaways_en or ())
+
+
+_UNTRANSLATED = {"summary_en": None, "takeaways_en": []}
+
+
+def _without_empty_translations(node):
+    """asdict() output without the translation fields where they are empty: an issue nobody translated keeps
+    the hash it had before translations existed (so its stored variants are not re-rendered for nothing)."""
+    if isinstance(node, dict):
+        return {k: _without_empty_translations(v) for k, v in node.items()
+                if not (k in _UNTRANSLATED and v == _UNTRANSLATED[k])}  # fmt: skip
+    if isinstance(node, list):
+        return [_without_empty_translations(v) for v in node]
+    return node
+
+
 def content_hash(issue: Issue) -> str:
     body = {"highlights": [asdict(h) for h in issue.highlights], "sections": [asdict(s) for s in issue.sections]}
+    body = _without_empty_translations(body)
     raw = json.dumps(body, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
@@ -248,11 +275,14 @@ def _frozen_selection(session: Session, row: IssueRow) -> _Selection:
     return _Selection(list(new), list(events))
 
 
-def build_issue(session: Session, period: Period, cfg: IssueSettings) -> Issue | None:
-    """Select, order and store the issue for `period`; None when it has nothing to say."""
+def build_issue(session: Session, period: Period, cfg: IssueSettings, translations: str | None = None) -> Issue | None:
+    """Select, order and store the issue for `period`; None when it has nothing to say. `translations`: the
+    model whose cached English translations the papers carry (None: none, as without [translate])."""
     row = session.scalar(select(IssueRow).where(IssueRow.issue_date == period.last))
     sel = _frozen_selection(session, row) if row is not None and row.frozen else _select(session, period, cfg)
     issue = _assemble(session, period, cfg, sel)
+    if translations:
+        _attach_translations(session, issue, translations)
     if not issue.highlights and not issue.n_papers:
         if row is not None and not row.frozen:
             session.delete(row)  # its papers moved to another issue: an empty issue must not linger

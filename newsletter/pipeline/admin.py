@@ -89,6 +89,13 @@ def issue_for(settings: Settings, day: date | None) -> Issue:
     return issue
 
 
+def translate(settings: Settings, day: date | None) -> dict:
+    """`newsletter translate`: English for the Chinese summary and takeaways of the day's issue (building it if
+    needed); what is cached is not asked again. See `steps.translate_step`."""
+    issue = issue_for(settings, day)
+    return {"issue_date": issue.issue_date.isoformat(), **steps.translate_step(settings, issue.issue_id)}
+
+
 def empty_issue_ok(settings: Settings) -> bool:
     """`[issue] empty_ok`: whether `build` of a day without an issue is a success (exit 0) or not (exit 3)."""
     return settings.issue.empty_ok
@@ -200,6 +207,7 @@ class JobReport:
     ingest: list[SourceReport] = field(default_factory=list)
     no_issue: str | None = None  # why nothing was built or sent
     issue: Issue | None = None
+    translate: dict | None = None  # when [translate] is enabled
     archive: Path | None = None
     send: SendReport | None = None
     outbox: Path | None = None  # where the mail went when no SMTP is configured
@@ -209,13 +217,17 @@ def run_job(
     settings: Settings, day: date | None = None, dry_run: bool = False, progress: Progress | None = None
 ) -> JobReport:
     """The scheduled job by hand: ingest every enabled source, build the issue of `day` (default: the newest post
-    date), write its archive page, send it (exactly once, through the ledger)."""
+    date), translate it ([translate], when enabled), write its archive page, send it (exactly once, through the
+    ledger)."""
     report = JobReport(ingest=ingesting.ingest(settings, progress=progress))
     try:
         report.issue = issue_for(settings, day)
     except NoIssue as exc:
         report.no_issue = str(exc)
         return report
+    if settings.translate.enabled:
+        report.translate = steps.translate_step(settings, report.issue.issue_id)
+        report.issue = issue_for(settings, report.issue.issue_date)  # now with the translations
     report.archive = steps.write_archive(settings, report.issue)
     report.send = send_date(settings, report.issue.issue_date, dry_run=dry_run, progress=progress)
     if transport_kind(settings) == "outbox":

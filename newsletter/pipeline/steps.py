@@ -18,7 +18,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.db.models import Delivery, FetchLog, IssueRow, IssueVariant, OpenAlert, Paper, Subscriber
+from newsletter.db.models import (
+    Delivery,
+    FetchLog,
+    IssueItem,
+    IssueRow,
+    IssueVariant,
+    OpenAlert,
+    Paper,
+    Subscriber,
+)
 from newsletter.deliver.ledger import (
     deliveries_report,
     needed_variants,
@@ -33,6 +42,8 @@ from newsletter.issue.build import Period, build_issue
 from newsletter.pipeline.ingest import SourceReport, ingest, replay
 from newsletter.records import Issue, Language, VariantSpec
 from newsletter.render.variant import RenderOptions, render_archive, render_variant
+from newsletter.translate import cache as translations
+from newsletter.translate.run import TranslateReport, pending, translate_items
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +78,15 @@ def subscriber_variants(settings: Settings) -> list[VariantSpec]:
 # ---- steps ------------------------------------------------------------------------------------------------
 
 
+def translation_model(settings: Settings) -> str | None:
+    """The model whose cached translations issues show: [translate] model when enabled, else none."""
+    return settings.translate.model if settings.translate.enabled else None
+
+
 def build_step(settings: Settings, period: Period) -> tuple[Issue | None, dict]:
     """Build (or rebuild identically) the issue for a period."""
     with session_scope(settings.database_url) as session:
-        issue = build_issue(session, period, settings.issue)
+        issue = build_issue(session, period, settings.issue, translation_model(settings))
     if issue is None:
         return None, {"issue_id": None, "issue_date": period.last.isoformat(), "papers": 0, "highlights": 0}
     issue.archive_url = archive_url(settings, issue.issue_date)
@@ -82,6 +98,28 @@ def build_step(settings: Settings, period: Period) -> tuple[Issue | None, dict]:
         "topics": len(issue.sections),
         "content_hash": issue.content_hash,
     }
+
+
+def translate_step(settings: Settings, issue_id: int) -> dict:
+    """English for the Chinese summary and takeaways of the issue's papers ([translate]), each paper once: what
+    is cached for its current text and the model is not asked again. Never raises for a translation problem
+    (timeout, HTTP error, malformed answer): those papers stay Chinese-only, each a warning, counted. No
+    database transaction is held open while the endpoint thinks; each answered batch is stored at once."""
+    cfg = settings.translate
+    if not cfg.enabled:
+        return {"enabled": False, "issue_id": issue_id}
+    report = TranslateReport()
+    with session_scope(settings.database_url) as session:
+        paper_ids = list(session.scalars(select(IssueItem.paper_id).where(IssueItem.issue_id == issue_id)))
+        items = pending(session, paper_ids, cfg.model, report)
+
+    def save(done) -> None:
+        with session_scope(settings.database_url) as session:
+            translations.save(session, done, cfg.model)
+
+    translate_items(items, cfg, save, report)
+    log.info("%s (issue %s, model %s)", report.summary(), issue_id, cfg.model)
+    return {"enabled": True, "issue_id": issue_id, "model": cfg.model, **report.as_dict()}
 
 
 def render_step(settings: Settings, issue: Issue, specs: list[VariantSpec]) -> dict:

@@ -276,6 +276,10 @@ class PaperView:
     summary: str | None = None
     takeaways: list[str] = field(default_factory=list)
     zh_lang: str = "zh-CN"
+    summary_en: str | None = None  # machine-translated ([translate]): en without an English abstract; archive
+    takeaways_en: list[str] = field(default_factory=list)  # machine-translated: en, bilingual, archive
+    summary_mt_label: str = ""
+    takeaways_mt_label: str = ""
     abstract: str | None = None
     abstract_lang: str = "en"
     more_label: str | None = None  # set when the abstract was cut
@@ -350,11 +354,37 @@ def pick_takeaways(takeaways: list[str], limit: int) -> list[str]:
     """At most `limit` takeaways, in their original order. Those stating a figure (a result: "+2.1 dB",
     "10x faster") come first, then the shortest: a short concrete claim reads faster than a long general one,
     and upstream's long bullets mostly restate the summary."""
-    if len(takeaways) <= limit:
-        return takeaways
-    ranked = sorted(range(len(takeaways)), key=lambda i: (not _NUMBER.search(takeaways[i]), len(takeaways[i]), i))
-    keep = set(ranked[:limit])
+    keep = _picked(takeaways, limit)
     return [t for i, t in enumerate(takeaways) if i in keep]
+
+
+def _picked(takeaways: list[str], limit: int) -> set[int]:
+    """The indices `pick_takeaways` keeps."""
+    if len(takeaways) <= limit:
+        return set(range(len(takeaways)))
+    ranked = sorted(range(len(takeaways)), key=lambda i: (not _NUMBER.search(takeaways[i]), len(takeaways[i]), i))
+    return set(ranked[:limit])
+
+
+def _translated(view: PaperView, p: IssuePaper, mode: str, opts: RenderOptions, archive: bool, tr: _Tr) -> None:
+    """The machine-translated English summary and takeaways ([translate]), where the mode shows them: `en` and
+    `bilingual` get the takeaways (the same ones as the Chinese list when both are shown), the English summary
+    only stands in for a missing English abstract in `en`; the archive page shows everything."""
+    takeaways = [_clean(t) for t in p.takeaways_en if _clean(t)]
+    summary = _clean(p.summary_en) or None
+    if mode == "zh" and not archive:
+        return
+    if not archive:
+        chinese = [_clean(t) for t in p.takeaways if _clean(t)]
+        if len(chinese) == len(takeaways):  # the English of the Chinese ones shown (bilingual shows both)
+            keep = _picked(chinese, opts.max_takeaways)
+            takeaways = [t for i, t in enumerate(takeaways) if i in keep]
+        else:
+            takeaways = pick_takeaways(takeaways, opts.max_takeaways)
+        summary = summary if mode != "bilingual" and not _clean(p.abstract) else None
+    ui = _ui_lang(mode)
+    view.summary_en, view.takeaways_en = summary, takeaways
+    view.summary_mt_label, view.takeaways_mt_label = tr.one(ui, "summary_mt"), tr.one(ui, "takeaways_mt")
 
 
 def paper_view(
@@ -391,7 +421,10 @@ def paper_view(
     )
     summary, takeaways = _clean(p.summary_zh) or None, [_clean(t) for t in p.takeaways if _clean(t)]
     english = _clean(p.abstract)
-    show_zh = mode in ("zh", "bilingual") or not english or archive  # upstream writes these only in Chinese
+    _translated(view, p, mode, opts, archive, tr)
+    has_en = bool(view.summary_en or view.takeaways_en)
+    # Upstream writes these only in Chinese: `en` shows them only for a paper with no English at all.
+    show_zh = mode in ("zh", "bilingual") or archive or not (english or has_en)
     if show_zh:
         view.summary = summary
         view.takeaways = takeaways if archive else pick_takeaways(takeaways, opts.max_takeaways)
