@@ -282,6 +282,24 @@ class DeliverySettings(Section):
         return min(self.retry_max_s, self.retry_base_s * 2 ** max(0, attempts - 1))
 
 
+class SignupSettings(Section):
+    """`[signup]`: the public sign-up form (double opt-in) of `newsletter serve` (deliver.signup)."""
+
+    enabled: bool = True  # false: /subscribe answers 404
+    confirm_ttl_hours: PositiveFloat = 48.0  # a confirmation link works this long
+    purge_after_days: PositiveFloat = 7.0  # unconfirmed sign-ups (and old request rows) are deleted after this
+    max_per_address: NonNegativeInt = 3  # confirmation emails to one address per address_window_hours
+    address_window_hours: PositiveFloat = 24.0
+    max_per_client: NonNegativeInt = 10  # confirmation emails requested by one client (IP) per client_window_hours
+    client_window_hours: PositiveFloat = 1.0
+
+    @model_validator(mode="after")
+    def _purge_after_expiry(self) -> Self:
+        if self.purge_after_days * 24 < self.confirm_ttl_hours:
+            raise ValueError("purge_after_days must not be shorter than confirm_ttl_hours (links would break)")
+        return self
+
+
 class ConfigFile(Section):
     """The whole file. `sources` is None when the file has no [[sources]] (then there are none)."""
 
@@ -292,6 +310,7 @@ class ConfigFile(Section):
     render: RenderSettings
     web: WebSettings
     delivery: DeliverySettings
+    signup: SignupSettings
 
     @field_validator("sources")
     @classmethod
@@ -303,7 +322,7 @@ class ConfigFile(Section):
         return sources
 
 
-SECTIONS = ("newsletter", "fetch", "issue", "render", "web", "delivery")  # tables every file may omit
+SECTIONS = ("newsletter", "fetch", "issue", "render", "web", "delivery", "signup")  # tables every file may omit
 
 
 # ---- the settings every stage reads --------------------------------------------------------------------------
@@ -323,6 +342,7 @@ class Settings:
     render: RenderSettings = field(default_factory=RenderSettings)
     web: WebSettings = field(default_factory=WebSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    signup: SignupSettings = field(default_factory=SignupSettings)
     config_path: str | None = None
 
     def source(self, name: str) -> Source:
@@ -410,6 +430,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         render=cfg.render,
         web=cfg.web,
         delivery=cfg.delivery,
+        signup=cfg.signup,
         config_path=str(cfg_path) if cfg_path else None,
     )
 
