@@ -103,6 +103,16 @@ def _both(key: str, sites: dict[str, str], sep: str = " · ", **values: object) 
     return sep.join(catalog(lang)(key, site=sites[lang], **values) for lang in BILINGUAL)
 
 
+def _summary(lang: str, e: FeedEntry) -> str:
+    ui = catalog(lang)
+    return ui(
+        "feed.summary",
+        papers=ui.plural("feed.papers", e.n_papers),
+        topics=ui.plural("feed.topics", e.n_topics),
+        accepted=ui("feed.accepted", n=e.n_highlights),
+    )
+
+
 def render_feed(entries: list[FeedEntry], base_url: str, site_name: str, site_name_zh: str) -> bytes:
     """The Atom document: UTF-8 with an XML declaration. `base_url`: the public URL of `newsletter serve`."""
     ET.register_namespace("", ATOM)
@@ -126,8 +136,7 @@ def render_feed(entries: list[FeedEntry], base_url: str, site_name: str, site_na
         _text(entry, "published", _stamp(e.published))
         _text(entry, "updated", _stamp(e.updated))
         _link(entry, "alternate", url, "text/html")
-        counts = {"n_papers": e.n_papers, "n_topics": e.n_topics, "n_highlights": e.n_highlights}
-        _text(entry, "summary", _both("feed.summary", sites, sep=" ", **counts), type="text")
+        _text(entry, "summary", " ".join(_summary(lang, e) for lang in BILINGUAL), type="text")
     ET.indent(feed)
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True) + b"\n"
 
