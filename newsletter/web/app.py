@@ -98,6 +98,7 @@ class _Web:
     csp: str
     archive_dir: Path
     invalid_token_page: bytes  # rendered once, so every bad token gets exactly these bytes
+    signups: signup.SignupWorker  # sign-up requests are handled off the request path
 
     def render(self, name: str, **ctx: Any) -> str:
         return self.env.get_template(name).render(css=self.css, **ctx)
@@ -127,7 +128,7 @@ def _make_web(settings: Settings, templates_dir: Path) -> _Web:
         f"default-src 'none'; style-src 'sha256-{digest}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
     invalid = env.get_template("invalid_token.html.j2").render(css=Markup(css)).encode()
-    return _Web(settings, env, Markup(css), csp, web_archive_dir(settings), invalid)
+    return _Web(settings, env, Markup(css), csp, web_archive_dir(settings), invalid, signup.SignupWorker(settings))
 
 
 # ---- tokens ----------------------------------------------------------------------------------------------
@@ -338,12 +339,10 @@ def _subscribe(web: _Web, form: SubscribeForm, host: str | None, background: Bac
     if form.website.strip():
         log.info("sign-up: honeypot filled in, nothing done")
     else:
-        with session_scope(web.settings.database_url) as session:
-            outcome = signup.request_signup(session, web.settings.signup, parsed, signup.client_key(host))
-        log.info("sign-up request: %s", outcome.reason)
-        if outcome.request_id is not None:
-            # After the answer is sent: the answer takes as long whether an email goes out or not.
-            background.add_task(signup.send_quietly, web.settings, outcome.request_id)
+        # Nothing that depends on the address happens before the answer, not even a query: its content and its
+        # timing are the same for a new, a known or a suppressed address (deliver.signup.SignupWorker). Handed
+        # over once the answer is out, so the worker does not even compete with it for the interpreter.
+        background.add_task(web.signups.submit, parsed, signup.client_key(host))
     hours = f"{web.settings.signup.confirm_ttl_hours:g}"
     return web.page("subscribe_sent.html.j2", email=parsed.email, hours=hours)
 
