@@ -467,3 +467,23 @@ def test_subscribers_list_shows_pending(app_settings, db_url):
         NEWSLETTER_DATABASE_URL=db_url,
     )  # fmt: skip
     assert result.exit_code == 0 and "p@example.org" in result.output and "1 subscribers" in result.output
+
+
+def test_confirmation_goes_to_the_outbox_when_that_is_the_transport(app_settings, db_url, tmp_path, monkeypatch):
+    """The embedded default: no SMTP configured, so sign-up emails land in the outbox Maildir, like issues."""
+    import mailbox
+
+    monkeypatch.delenv("NEWSLETTER_SMTP_URL")
+    settings = replace(app_settings, delivery=app_settings.delivery.updated(outbox=str(tmp_path / "outbox")))
+    server, client = _serve(settings)
+    try:
+        assert client.post("/subscribe", data=FORM).status_code == 200
+        _settle(db_url)
+    finally:
+        client.close()
+        server.__exit__(None, None, None)
+    [raw] = [bytes(m) for m in mailbox.Maildir(tmp_path / "outbox", create=False)]
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg["Delivered-To"] == "new@example.org"
+    assert [u for u in _links(msg) if "/confirm?token=" in u]
+    assert [r.status for r in _requests(db_url)] == ["sent"]
