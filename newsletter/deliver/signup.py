@@ -54,7 +54,6 @@ from newsletter.render.variant import greeting
 log = logging.getLogger(__name__)
 MAIL_TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "mail"
 CONFIRM, WELCOME = "confirm", "welcome"
-SUPPRESSED = ("bounced", "complained")  # only an operator undoes these
 
 
 def utcnow() -> datetime:
@@ -248,6 +247,10 @@ def send_request(settings: Settings, request_id: int, factory: TransportFactory 
     except (SendFailure, TransportError, OSError) as exc:
         log.warning("sign-up email %s not sent: %s", request_id, exc)
         _mark(settings, request_id, status="failed", error=str(exc)[:500])
+        return "failed"
+    except Exception as exc:  # a bug building this one email: say so, and leave no row stuck in `sending`
+        log.exception("sign-up email %s: cannot build or send it", request_id)
+        _mark(settings, request_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
         return "failed"
     _mark(settings, request_id, status="sent", sent_at=utcnow(), error=None)
     return "sent"
