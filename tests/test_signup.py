@@ -487,3 +487,16 @@ def test_confirmation_goes_to_the_outbox_when_that_is_the_transport(app_settings
     assert msg["Delivered-To"] == "new@example.org"
     assert [u for u in _links(msg) if "/confirm?token=" in u]
     assert [r.status for r in _requests(db_url)] == ["sent"]
+
+
+def test_a_flood_of_posts_is_dropped_beyond_the_queue_limit(app_settings, db_url, monkeypatch):
+    """The worker's queue is bounded: posts beyond `max_queued` waiting requests are dropped, not stored up."""
+    gate = threading.Event()
+    worker = signup.SignupWorker(app_settings, max_queued=3)
+    monkeypatch.setattr(worker, "_handle", lambda form, client: gate.wait(10))  # the worker is busy
+    form = signup.parse_form("flood@example.org", "", "en", None)
+    accepted = [worker.submit(form, None) for _ in range(10)]
+    gate.set()
+    assert worker.wait_idle(10)
+    assert accepted == [True] * 3 + [False] * 7 and worker.dropped == 7
+    assert worker.submit(form, None) is True  # room again once the queue has drained

@@ -283,19 +283,28 @@ class SignupWorker:
     ask again); nothing is ever sent twice."""
 
     _all: ClassVar[weakref.WeakSet[SignupWorker]] = weakref.WeakSet()
+    MAX_QUEUED = 1000  # a flood of form posts is dropped beyond this (logged), instead of growing without bound
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, max_queued: int = MAX_QUEUED) -> None:
         self.settings = settings
+        self.max_queued = max_queued
+        self.dropped = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signup")
         self._futures: set[Future] = set()
         self._lock = threading.Lock()
         SignupWorker._all.add(self)
 
-    def submit(self, form: SignupForm, client: str | None) -> None:
-        future = self._pool.submit(self._handle, form, client)
+    def submit(self, form: SignupForm, client: str | None) -> bool:
+        """Queue one request; False (and nothing queued) when `max_queued` are waiting already."""
         with self._lock:
+            if len(self._futures) >= self.max_queued:
+                self.dropped += 1
+                log.warning("sign-up: %s requests queued, one dropped (%s so far)", self.max_queued, self.dropped)
+                return False
+            future = self._pool.submit(self._handle, form, client)
             self._futures.add(future)
         future.add_done_callback(self._done)
+        return True
 
     def _done(self, future: Future) -> None:
         with self._lock:
