@@ -1,7 +1,8 @@
 """`newsletter serve`: the small web app behind the links in every email.
 
 Routes: one-click unsubscribe (RFC 8058) with a confirmation page for people, the preferences form, the web
-archive of past issues and a health check. Token pages follow three rules:
+archive of past issues with its Atom feed (render/feed.py), the public sign-up form with its confirmation page
+(double opt-in, deliver/signup.py) and a health check. Token pages (the confirmation link too) follow three rules:
 
 - A bad token (forged, tampered, wrong purpose, unknown id, malformed, missing) always gets the same 400 page,
   byte for byte, and an unknown id still costs one HMAC per secret: the answer never tells whether an address
