@@ -26,7 +26,8 @@ L, the local date of L (pass D 00:00 UTC or D 00:00 local: both are day D in Asi
 **Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
 `translate` (English takeaways, `[translate]`; never fails the run) -> `render_variants` -> `test_send` |
 `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per sender slot) -> `report`; `freshness`
-checks the store after ingestion and alerts. Every task calls one step of `newsletter.pipeline.steps` and
+checks the store after ingestion and alerts; `purge_signups` (maintenance, every run) deletes web sign-ups left
+unconfirmed for `[signup] purge_after_days`. Every task calls one step of `newsletter.pipeline.steps` and
 passes ids and counts on (XCom never carries content).
 
 **Params** (manual runs): `dry_run` (write the mails to the outbox instead of SMTP; the ledger is untouched),
@@ -334,6 +335,18 @@ def digest_newsletter():
             log.warning("not delivered: %s", failure)
         return {"issue_id": prepared["issue_id"], "counts": counts, "failures": len(out.get("failures", []))}
 
+    @task(trigger_rule="all_done")
+    def purge_signups() -> dict:
+        """Maintenance, on every run (with or without an issue): web sign-ups never confirmed within `[signup]
+        purge_after_days` of their last request are deleted, with old sign-up request rows (README "Sign-up";
+        by hand: `newsletter subscribers purge-pending`)."""
+        from newsletter.pipeline.admin import purge_pending
+
+        out = purge_pending(common.settings())
+        log.info("purged %s unconfirmed sign-ups, %s request rows", out["subscribers"], out["requests"])
+        return out
+
+    purge_signups()
     ingested = ingest.expand(source=enabled_sources())
     freshness(ingested)
     built = build_issue(ingested)

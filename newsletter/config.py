@@ -305,6 +305,24 @@ class TranslateSettings(Section):
         return value.rstrip("/")
 
 
+class SignupSettings(Section):
+    """`[signup]`: the public sign-up form (double opt-in) of `newsletter serve` (deliver.signup)."""
+
+    enabled: bool = True  # false: /subscribe answers 404
+    confirm_ttl_hours: PositiveFloat = 48.0  # a confirmation link works this long
+    purge_after_days: PositiveFloat = 7.0  # unconfirmed sign-ups (and old request rows) are deleted after this
+    max_per_address: NonNegativeInt = 3  # confirmation emails to one address per address_window_hours
+    address_window_hours: PositiveFloat = 24.0
+    max_per_client: NonNegativeInt = 10  # confirmation emails requested by one client (IP) per client_window_hours
+    client_window_hours: PositiveFloat = 1.0
+
+    @model_validator(mode="after")
+    def _purge_after_expiry(self) -> Self:
+        if self.purge_after_days * 24 < self.confirm_ttl_hours:
+            raise ValueError("purge_after_days must not be shorter than confirm_ttl_hours (links would break)")
+        return self
+
+
 class ConfigFile(Section):
     """The whole file. `sources` is None when the file has no [[sources]] (then there are none)."""
 
@@ -316,6 +334,7 @@ class ConfigFile(Section):
     web: WebSettings
     delivery: DeliverySettings
     translate: TranslateSettings
+    signup: SignupSettings
 
     @field_validator("sources")
     @classmethod
@@ -327,7 +346,7 @@ class ConfigFile(Section):
         return sources
 
 
-SECTIONS = ("newsletter", "fetch", "issue", "render", "web", "delivery", "translate")  # tables every file may omit
+SECTIONS = ("newsletter", "fetch", "issue", "render", "web", "delivery", "signup", "translate")  # may be omitted
 
 
 # ---- the settings every stage reads --------------------------------------------------------------------------
@@ -348,6 +367,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     translate: TranslateSettings = field(default_factory=TranslateSettings)
+    signup: SignupSettings = field(default_factory=SignupSettings)
     config_path: str | None = None
 
     def source(self, name: str) -> Source:
@@ -436,6 +456,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         web=cfg.web,
         delivery=cfg.delivery,
         translate=cfg.translate,
+        signup=cfg.signup,
         config_path=str(cfg_path) if cfg_path else None,
     )
 

@@ -30,6 +30,7 @@ class SubscriberStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    PENDING = "pending"  # signed up on the web, not confirmed yet: gets nothing but the confirmation email
 
 
 class DeliveryStatus(StrEnum):

@@ -237,7 +237,7 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     assert (digest["catchup"], digest["max_active_runs"], digest["start_date"]) == (False, 1, None)
     assert {"dry_run", "test_recipient", "resend", "topics"} <= set(digest["params"])
     expected = {"enabled_sources", "ingest", "freshness", "build_issue", "translate", "render_variants",
-                "test_send", "prepare_ledger", "plan_senders", "send", "report"}  # fmt: skip
+                "test_send", "prepare_ledger", "plan_senders", "send", "report", "purge_signups"}  # fmt: skip
     assert set(digest["tasks"]) == expected
     for name in ("ingest", "send"):  # transient failures: retried with exponential backoff, mapped
         t = digest["tasks"][name]
@@ -397,6 +397,10 @@ def test_sample_day_dry_run_real_run_test_copy_and_resend(tmp_path, airflow_db):
     assert by_smtp == sorted([*EVERYONE, *EVERYONE, "proof@example.org"])
     assert _sent_to(tmp_path / "newsletter.db") == EVERYONE
     assert (tmp_path / "archive" / "2026-11-25.html").is_file()
+    assert (tmp_path / "archive" / "feed.xml").is_file()  # the Atom feed, written with every archive page
+    assert all(run["tasks"]["purge_signups[-1]"] == "success" for run in (dry, real, proof, resend))
+    purged = _xcoms(tmp_path / "airflow", "purge_signups")
+    assert purged and all(x == {"subscribers": 0, "requests": 0} for x in purged), purged
 
 
 def test_translation_down_never_fails_the_run_and_up_reaches_english_readers(tmp_path, airflow_db):

@@ -20,8 +20,8 @@ def _describe(sub: Subscriber) -> str:
 def subscribers() -> None:
     """Manage subscribers.
 
-    Import a CSV, add, change, remove, list. An import never resubscribes someone who unsubscribed, bounced or
-    complained; `set --status active` does.
+    Import a CSV, add, change, remove, list, purge unconfirmed web sign-ups. An import never resubscribes
+    someone who unsubscribed, bounced or complained; `set --status active` does.
 
     \b
     Examples:
@@ -119,6 +119,20 @@ def remove(settings: Settings, email: str, purge: bool) -> None:
     """
     sub = admin.remove_subscriber(settings, email, purge)
     click.echo(f"{'deleted' if purge else 'unsubscribed'} {sub.email}")
+
+
+@subscribers.command("purge-pending")
+@pass_settings
+def purge_pending(settings: Settings) -> None:
+    """Delete web sign-ups never confirmed within [signup] purge_after_days (default 7) of their last request,
+    and sign-up request rows older than that. Also run by the daily DAG.
+
+    \b
+    Example:
+      newsletter subscribers purge-pending
+    """
+    out_ = admin.purge_pending(settings)
+    click.echo(f"purged {out_['subscribers']} unconfirmed sign-ups, {out_['requests']} request rows")
 
 
 @subscribers.command("list")

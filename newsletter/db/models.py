@@ -192,6 +192,31 @@ class Subscriber(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class SignupRequest(Base):
+    """One sign-up email to send: a confirmation request (with the choices made on the form, applied when it is
+    confirmed) or the welcome after confirming. Created before anything is sent and claimed (pending -> sending)
+    by exactly one sender, so each request gets at most one email; the rows also count for the rate limits."""
+
+    __tablename__ = "signup_requests"
+    __table_args__ = (Index("ix_signup_requests_email_created", "email", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # confirm | welcome
+    email: Mapped[str] = mapped_column(String(320))  # the address the email goes to
+    client: Mapped[str | None] = mapped_column(String(64), index=True)  # keyed hash of the client address
+    name: Mapped[str] = mapped_column(String(200), default="")
+    language: Mapped[str] = mapped_column(String(16), default="bilingual")
+    topics: Mapped[list | None] = mapped_column(JSON)  # None: every topic
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sending|sent|failed
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # of the confirmation link
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Delivery(Base):
     """The ledger: one row per (issue, subscriber). Its state machine is what makes sending exactly-once."""
 

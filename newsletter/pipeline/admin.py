@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from newsletter.config import Settings
 from newsletter.db import get_engine, migrate, session_scope
 from newsletter.db.models import Post, Subscriber
+from newsletter.deliver import signup
 from newsletter.deliver import subscribers as subs
 from newsletter.deliver.sender import SendReport
 from newsletter.deliver.transport import outbox_dir, transport_kind
@@ -187,6 +188,13 @@ def remove_subscriber(settings: Settings, email: str, purge: bool = False) -> Su
         else:
             subs.set_status(sub, "unsubscribed", "removed by operator")
         return sub
+
+
+def purge_pending(settings: Settings) -> dict[str, int]:
+    """`subscribers purge-pending`: web sign-ups left unconfirmed for `[signup] purge_after_days`, and old
+    sign-up request rows, deleted (deliver/signup.py)."""
+    with session_scope(settings.database_url) as session:
+        return signup.purge_pending(session, settings.signup).as_dict()
 
 
 def list_subscribers(settings: Settings, status: str | None = None) -> list[Subscriber]:

@@ -41,6 +41,7 @@ from newsletter.deliver.transport import OutboxTransport, outbox_dir
 from newsletter.issue.build import Period, build_issue
 from newsletter.pipeline.ingest import SourceReport, ingest, replay
 from newsletter.records import Issue, Language, VariantSpec
+from newsletter.render.feed import write_feed
 from newsletter.render.variant import RenderOptions, render_archive, render_variant
 from newsletter.translate import cache as translations
 from newsletter.translate.run import TranslateReport, pending, translate_items
@@ -167,7 +168,20 @@ def write_archive(settings: Settings, issue: Issue, out_dir: str | Path | None =
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{issue.issue_date.isoformat()}.html"
     path.write_text(render_archive(issue, render_options(settings)), encoding="utf-8")
+    write_feed_file(settings, folder)
     return path
+
+
+def write_feed_file(settings: Settings, folder: str | Path | None = None) -> Path:
+    """`feed.xml` next to the archive pages: what `GET /feed.xml` serves, as a static file (render/feed.py)."""
+    with session_scope(settings.database_url) as session:
+        return write_feed(
+            session,
+            Path(folder or archive_dir(settings)),
+            settings.web.base_url,
+            settings.render.site_name,
+            settings.render.site_name_zh,
+        )
 
 
 def archive_dir(settings: Settings) -> Path:
