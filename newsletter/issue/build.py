@@ -91,12 +91,14 @@ class _Selection:
 
 
 def _featured_elsewhere(session: Session, period: Period, role: str) -> select:
-    """Papers (role new) or events (role highlight) in another issue of the same frequency."""
-    return (
-        select(IssueItem.paper_id if role == "new" else IssueItem.event_id)
-        .join(IssueRow, IssueRow.id == IssueItem.issue_id)
-        .where(IssueRow.frequency == period.frequency, IssueRow.issue_date != period.last, IssueItem.role == role)
+    """Papers (role new) or events (role highlight) in another issue of the same frequency. A paper counts as
+    featured whatever its role there: one that was new and accepted inside one period was shown as a highlight
+    only, and must not come back as new in the next issue (likely in a weekly issue's seven days)."""
+    query = select(IssueItem.paper_id if role == "new" else IssueItem.event_id).join(
+        IssueRow, IssueRow.id == IssueItem.issue_id
     )
+    query = query.where(IssueRow.frequency == period.frequency, IssueRow.issue_date != period.last)
+    return query if role == "new" else query.where(IssueItem.role == role)
 
 
 def _select(session: Session, period: Period, cfg: IssueSettings) -> _Selection:
