@@ -379,3 +379,30 @@ def test_migration_keeps_daily_issues_and_downgrades(db_url):
         assert conn.execute(sa.text("SELECT content_hash FROM issues")).scalars().all() == ["h"]
     migrate(engine, "head")
     assert {c["name"] for c in sa.inspect(engine).get_columns("subscribers")} >= {"frequency"}
+
+
+# ---- the busiest real week ---------------------------------------------------------------------------------------
+
+
+def test_busiest_real_week_fits_the_budget(tmp_path):
+    """Every corpus snapshot ingested with `newsletter ingest --file`, weekly issues built week by week: the
+    busiest week's email stays within the budget in every language mode, with its best papers in full and every
+    other paper listed by title (README "Daily or weekly" has the figures; bench/weekly.py prints them)."""
+    from tests.conftest import corpus_or_skip
+
+    corpus_or_skip()
+    from bench.common import corpus_settings
+    from bench.weekly import busiest_week, corpus_files, ingest
+    from newsletter.render.variant import render_variant
+
+    settings = corpus_settings(tmp_path)
+    ingest(settings, corpus_files(), tmp_path)
+    issue, _ = busiest_week(settings)
+    assert issue.frequency == "weekly" and issue.n_papers > 100
+    rebuilt, _ = steps.build_step(settings, steps.period_for(settings, issue.issue_date, "weekly"))
+    assert rebuilt.content_hash == issue.content_hash
+    for lang in ("en", "zh", "bilingual"):
+        v = render_variant(issue, lang, None, steps.render_options(settings))
+        assert not v.over_budget and v.html_encoded_size <= settings.render.html_budget_bytes, lang
+        assert v.n_full >= 20 and v.n_full + v.n_listed == issue.n_papers + len(issue.highlights), lang
+        assert f"/archive/week-{issue.issue_date - timedelta(days=6)}" in v.html
