@@ -406,3 +406,37 @@ def test_busiest_real_week_fits_the_budget(tmp_path):
         assert not v.over_budget and v.html_encoded_size <= settings.render.html_budget_bytes, lang
         assert v.n_full >= 20 and v.n_full + v.n_listed == issue.n_papers + len(issue.highlights), lang
         assert f"/archive/week-{issue.issue_date - timedelta(days=6)}" in v.html
+
+
+# ---- what a person looks at: headless Chromium -----------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", (375, 800))
+def test_weekly_email_and_preferences_page_in_chromium(settings: Settings, token_secret, tmp_path, width):
+    """The weekly email (bilingual, over budget so with its title lists) and the preferences page with the new
+    field, at phone and desktop widths: nothing overflows; screenshots go to var/test-artifacts/."""
+    from newsletter.deliver import tokens
+    from newsletter.render.variant import personalize
+    from tests.test_browser import CHROMIUM, measure, screenshot
+
+    if CHROMIUM is None:
+        pytest.skip("Chromium not found (apt-get install -y chromium fonts-noto-cjk, or set CHROMIUM=)")
+    settings = replace(settings, timezone=TZ, issue=CFG, render=settings.render.updated(html_budget_bytes=30_000))
+    a_week(settings.database_url)
+    issue, _ = steps.build_step(settings, steps.period_for(settings, MONDAY, "weekly"))
+    variant = steps.render_variant(issue, "bilingual", None, steps.render_options(settings))
+    html, _ = personalize(variant, {"NAME": "Ada", "UNSUBSCRIBE_URL": "https://x/u", "PREFERENCES_URL": "https://x/p"})
+    pages = {"email": tmp_path / "weekly.html", "preferences": tmp_path / "preferences.html"}
+    pages["email"].write_text(html, encoding="utf-8")
+    with session_scope(settings.database_url) as s:
+        sub = subscribers.add(s, "ada@example.org", "", "en", None, "weekly")
+        token = tokens.make_token(sub.id, "preferences", sub.email)
+    with LiveServer(settings) as live:
+        page = httpx.get(f"{live.url}/preferences", params={"token": token}, timeout=10).text
+    assert '<input type="radio" name="frequency" value="weekly" checked>' in page
+    pages["preferences"].write_text(page, encoding="utf-8")
+    for name, path in pages.items():
+        probe = measure(path, width, tmp_path / "profile")
+        assert probe["scrollWidth"] <= probe["innerWidth"], (name, probe)
+        screenshot(path, width, f"weekly-{name}-{width}.png", tmp_path / "profile")
