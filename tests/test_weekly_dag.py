@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.test_dags import (
@@ -134,3 +135,29 @@ def test_weekly_and_daily_runs_send_each_reader_their_own_issue_once(tmp_path, a
     assert _sent_to(tmp_path / "newsletter.db") == sorted(
         ["ada@example.org", "li.wei@example.org", "alan@example.org", "grace@example.org"]
     )
+
+
+def test_airflow_backfill_create_makes_one_run_per_week(tmp_path, airflow_db):  # noqa: F811
+    """The real `airflow backfill create --dry-run` (the CLI an operator runs, README "Daily or weekly"): from the
+    Monday of the first week to the Sunday of the last, one run per week, logical date = the week's Monday tick."""
+    import shutil
+    import subprocess
+    import sys
+
+    home = tmp_path / "airflow"
+    home.mkdir()
+    shutil.copy(airflow_db, home / "airflow.db")
+    env = _base_env(home)
+    airflow = [sys.executable, "-m", "airflow"]
+    done = subprocess.run([*airflow, "dags", "reserialize"], env=env, cwd=home, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    args = ["backfill", "create", "--dag-id", "weekly_newsletter", "--from-date", "2024-11-25", "--to-date",
+            "2024-12-08", "--dry-run"]  # fmt: skip
+    done = subprocess.run([*airflow, *args], env=env, cwd=home, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = done.stdout[done.stdout.index("Runs to be attempted") :]
+    assert re.findall(r"\| (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00) ", table) == [
+        "2024-11-25 00:00:00+00:00",  # 08:00 Asia/Shanghai: the week 2024-11-25 .. 12-01
+        "2024-12-02 00:00:00+00:00",  # the week 2024-12-02 .. 12-08
+    ]
