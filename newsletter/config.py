@@ -17,6 +17,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import time
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
@@ -152,6 +153,7 @@ ListId = Annotated[str, AfterValidator(_list_id)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Share = Annotated[float, Field(ge=0, le=1)]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
 # ---- sections -----------------------------------------------------------------------------------------------
@@ -210,6 +212,10 @@ class IssueSettings(Section):
     lookback_days: NonNegativeInt = 7  # a paper posted late joins the next issue within this many days
     topic_order: tuple[Name, ...] = ()  # these topics first, then by size
     empty_ok: bool = True  # `newsletter build` exits 0 (true) or 3 (false) when a period has nothing to send
+    # The weekly issue (README "Daily or weekly") covers Monday-Sunday local days and goes out on this morning of
+    # the following week (the weekly_newsletter DAG's schedule, in NEWSLETTER_DAG_TZ).
+    weekly_send_day: Weekday = "monday"
+    weekly_send_time: time = time(8, 0)
 
 
 class RenderSettings(Section):

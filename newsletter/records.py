@@ -17,6 +17,13 @@ class Language(StrEnum):
     BILINGUAL = "bilingual"
 
 
+class Frequency(StrEnum):
+    """How often a subscriber gets an issue, and which kind an issue is (README "Daily or weekly")."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
 class SourceKind(StrEnum):
     """How a configured source is read (see README "Configure")."""
 
@@ -160,6 +167,7 @@ class Issue:
     sections: list[TopicSection]
     content_hash: str = ""
     archive_url: str = ""
+    frequency: str = Frequency.DAILY  # weekly: period_start..period_end is a Monday-Sunday week
 
     @property
     def n_papers(self) -> int:

@@ -228,7 +228,7 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     # Airflow 3 parses example DAGs as a bundle of their own: DagBag over dags/ holds only ours.
     info = _inspect(tmp_path)
     assert info["errors"] == {}
-    assert set(info["dags"]) == {"digest_newsletter", "ingest_feeds"}
+    assert set(info["dags"]) == {"digest_newsletter", "ingest_feeds", "weekly_newsletter"}  # weekly: test_weekly_dag
     digest, hourly = info["dags"]["digest_newsletter"], info["dags"]["ingest_feeds"]
 
     # A data interval timetable: the logical date (the interval's start) is the issue day.

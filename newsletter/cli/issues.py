@@ -15,6 +15,7 @@ from newsletter.cli.options import (
     date_option,
     exit_status,
     format_option,
+    frequency_option,
     language_option,
     out_option,
     pass_settings,
@@ -31,26 +32,29 @@ def _kb(path: Path) -> str:
 
 @command()
 @date_option()
+@frequency_option()
 @pass_settings
-def build(settings: Settings, day: date | None) -> None:
-    """Build (or rebuild identically) a day's issue.
+def build(settings: Settings, day: date | None, frequency: str) -> None:
+    """Build (or rebuild identically) a day's issue, or with --weekly its week's.
 
     The issue is stored with a content hash. A day with nothing new and no acceptance has no issue: exit status 0,
-    or 3 with `[issue] empty_ok = false`.
+    or 3 with `[issue] empty_ok = false`. The weekly issue covers the Monday-Sunday week containing --date.
 
     \b
-    Example:
+    Examples:
       newsletter build --date 2024-12-05
+      newsletter build --weekly --date 2024-12-05      # the week 2024-12-02 .. 2024-12-08
     """
     try:
-        issue = admin.issue_for(settings, day)
+        issue = admin.issue_for(settings, day, frequency)
     except admin.NoIssue as exc:
         click.echo(str(exc), err=True)
         if not admin.empty_issue_ok(settings):
             exit_status(NO_ISSUE)
         return
+    what = f"the week ending {issue.issue_date}" if issue.frequency == "weekly" else str(issue.issue_date)
     click.echo(
-        f"issue {issue.issue_id} for {issue.issue_date}: {issue.n_papers} papers in {len(issue.sections)} topics, "
+        f"issue {issue.issue_id} for {what}: {issue.n_papers} papers in {len(issue.sections)} topics, "
         f"{len(issue.highlights)} acceptance highlights (hash {issue.content_hash[:12]})"
     )
 
@@ -93,8 +97,9 @@ def translate(settings: Settings, day: date | None, fmt: str) -> None:
 @command()
 @date_option()
 @out_option("Folder (default: [web] archive_dir, what `serve` publishes).")
+@frequency_option()
 @pass_settings
-def archive(settings: Settings, day: date | None, folder: str | None) -> None:
+def archive(settings: Settings, day: date | None, folder: str | None, frequency: str) -> None:
     """Write the web archive page of an issue.
 
     The page is bilingual and complete. Exit status 3 when the day has no issue.
@@ -102,8 +107,9 @@ def archive(settings: Settings, day: date | None, folder: str | None) -> None:
     \b
     Example:
       newsletter archive --date 2024-12-05
+      newsletter archive --weekly --date 2024-12-05    # week-2024-12-02.html
     """
-    path = admin.write_archive(settings, day, folder)
+    path = admin.write_archive(settings, day, folder, frequency)
     click.echo(f"archive page: {path} ({_kb(path)})")
 
 
@@ -112,8 +118,11 @@ def archive(settings: Settings, day: date | None, folder: str | None) -> None:
 @language_option("--lang", default="bilingual", help="Language mode of the variant.")
 @click.option("--topics", cls=GreedyOption, metavar="TOPIC...", help="Topic selection (default: all).")
 @out_option("Folder (default: var/preview).")
+@frequency_option()
 @pass_settings
-def preview(settings: Settings, day: date | None, lang: str, topics: tuple[str, ...], folder: str | None) -> None:
+def preview(
+    settings: Settings, day: date | None, lang: str, topics: tuple[str, ...], folder: str | None, frequency: str
+) -> None:
     """Write an issue's parts and .eml exactly as sent.
 
     Writes the HTML part, the text part and the whole message of one variant, with their sizes. Exit status 3 when
@@ -124,7 +133,7 @@ def preview(settings: Settings, day: date | None, lang: str, topics: tuple[str, 
       newsletter preview --date 2024-12-05 --lang zh --topics 3DGS NeRF --out /tmp/p
     """
     spec = VariantSpec(lang, frozenset(topics) if topics else None)
-    shown = admin.write_preview(settings, day, spec, folder or "var/preview")
+    shown = admin.write_preview(settings, day, spec, folder or "var/preview", frequency)
     click.echo(f"subject: {shown.subject}")
     for kind, path in shown.paths.items():
         click.echo(f"{kind}: {path} ({_kb(path)})")

@@ -141,9 +141,12 @@ class IssueRow(Base):
     """One newsletter issue: a period and the papers it features. Rebuilt identically for the same period."""
 
     __tablename__ = "issues"
+    __table_args__ = (UniqueConstraint("frequency", "issue_date", name="uq_issue_frequency_date"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    issue_date: Mapped[date] = mapped_column(Date, unique=True)
+    issue_date: Mapped[date] = mapped_column(Date)  # the period's last local day (a weekly issue: its Sunday)
+    # daily | weekly: each frequency has its own issues, and a paper is featured as new once per frequency.
+    frequency: Mapped[str] = mapped_column(String(8), default="daily", server_default="daily")
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     content_hash: Mapped[str] = mapped_column(String(64))
@@ -185,6 +188,7 @@ class Subscriber(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     language: Mapped[str] = mapped_column(String(16), default="bilingual")  # en | zh | bilingual
     topics: Mapped[list | None] = mapped_column(JSON)  # None: every topic
+    frequency: Mapped[str] = mapped_column(String(8), default="daily", server_default="daily")  # daily | weekly
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -55,8 +55,9 @@ class FeedEntry:
 
 
 def feed_entries(session: Session, folder: Path, limit: int = MAX_ENTRIES) -> list[FeedEntry]:
-    """The stored issues that have an archive page in `folder`, newest first (an issue without a page would be a
-    dead link)."""
+    """The stored daily issues that have an archive page in `folder`, newest first (an issue without a page would
+    be a dead link). Weekly issues repeat the week's daily papers and have pages of their own (week-<Monday>);
+    a Sunday's weekly issue must not become a second entry pointing at that day's daily page."""
     days = archive_days(folder)[:limit]
     if not days:
         return []
@@ -69,7 +70,7 @@ def feed_entries(session: Session, folder: Path, limit: int = MAX_ENTRIES) -> li
     rows = session.execute(
         select(IssueRow, topics.c.n)
         .outerjoin(topics, topics.c.issue_id == IssueRow.id)
-        .where(IssueRow.issue_date.in_(days))
+        .where(IssueRow.issue_date.in_(days), IssueRow.frequency == "daily")
         .order_by(IssueRow.issue_date.desc())
     )
     return [

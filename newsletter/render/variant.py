@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -569,6 +569,21 @@ def _date_title(d: date, lang: str) -> str:
     return catalog(lang).date(d)
 
 
+def _week(issue: Issue) -> tuple[str, str] | None:
+    """(Monday, Sunday) as ISO dates for a weekly issue, None for a daily one."""
+    if issue.frequency != "weekly":
+        return None
+    return (issue.issue_date - timedelta(days=6)).isoformat(), issue.issue_date.isoformat()
+
+
+def _issue_title(issue: Issue, lang: str) -> str:
+    """The header's date line: the day, or the week of a weekly issue."""
+    week = _week(issue)
+    if week is None:
+        return _date_title(issue.issue_date, lang)
+    return catalog(lang)("email.week_title", first=week[0], last=week[1])
+
+
 def _period(start: str, end: str) -> str:
     """'12-04 08:00 – 12-05 08:00 UTC+8' (the year is in the heading); the raw strings if they do not parse."""
     try:
@@ -592,9 +607,15 @@ def _counts_phrase(lang: str, n_papers: int, n_accepted: int) -> str:
 def make_subject(issue: Issue, mode: str, opts: RenderOptions, n_papers: int, n_accepted: int) -> str:
     first, *rest = _langs(mode)
     counts = _counts_phrase(first, n_papers, n_accepted)
-    subject = catalog(first)(
-        "email.subject", site=_site_name(opts, first), date=issue.issue_date.isoformat(), counts=counts
-    )
+    week = _week(issue)
+    if week:  # "Paper Digest weekly 2024-11-25 – 2024-12-01 · 412 papers, 9 accepted"
+        subject = catalog(first)(
+            "email.subject_weekly", site=_site_name(opts, first), first=week[0], last=week[1], counts=counts
+        )
+    else:
+        subject = catalog(first)(
+            "email.subject", site=_site_name(opts, first), date=issue.issue_date.isoformat(), counts=counts
+        )
     for lang in rest:  # bilingual: "... | 论文速递 · 63 篇论文，4 篇录用"
         counts = _counts_phrase(lang, n_papers, n_accepted)
         subject += " | " + catalog(lang)("email.subject_second", site=_site_name(opts, lang), counts=counts)
@@ -655,7 +676,7 @@ def _common_ctx(issue: Issue, plan: _Plan, mode: str, opts: RenderOptions) -> di
         "lang_attr": _LANG_ATTR,
         # Site name and date in each language of the mode, for the header.
         "heads": [
-            {"lang": _LANG_ATTR[lang], "site": _site_name(opts, lang), "date": _date_title(issue.issue_date, lang)}
+            {"lang": _LANG_ATTR[lang], "site": _site_name(opts, lang), "date": _issue_title(issue, lang)}
             for lang in _langs(mode)
         ],
         "date_iso": issue.issue_date.isoformat(),

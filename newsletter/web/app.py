@@ -21,7 +21,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -169,6 +169,7 @@ class PreferencesForm(BaseModel):
     language: str = ""
     scope: str = ""  # "all", or anything else for the ticked topics
     topic: list[str] = []
+    frequency: str = ""  # "" (an older form): unchanged
     resubscribe: str = ""
 
 
@@ -242,6 +243,7 @@ def _preferences_ctx(sub: Subscriber, **extra: Any) -> dict[str, Any]:
         "email": mask_email(sub.email),
         "status": sub.status,
         "language": sub.language,
+        "frequency": sub.frequency,
         "all_topics": sub.topics is None,
         "topics": _topic_choices(sub),
         "unsubscribe_url": _link("unsubscribe", sub, "unsubscribe"),
@@ -263,6 +265,8 @@ def _form_error(form: PreferencesForm, allowed: set[str]) -> str | None:
     """The catalog key ([web] table) of the message when the submitted form cannot be saved as it is."""
     if form.language not in subscribers.LANGUAGES:
         return "error_language"
+    if form.frequency and form.frequency not in subscribers.FREQUENCIES:
+        return "error_frequency"
     if form.scope != "all" and not [t for t in form.topic if t in allowed]:
         return "error_topics"
     return None
@@ -278,7 +282,9 @@ def _save_preferences(web: _Web, token: str, form: PreferencesForm) -> HTMLRespo
         if error:
             return web.page("preferences.html.j2", status_code=422, **_preferences_ctx(sub, error=error))
         picked = [t for t in form.topic if t in allowed]
-        subscribers.update(sub, language=form.language, topics=picked, all_topics=form.scope == "all")
+        subscribers.update(
+            sub, language=form.language, topics=picked, all_topics=form.scope == "all", frequency=form.frequency or None
+        )
         # Only the person's own "unsubscribed" is theirs to undo; bounces and complaints need an operator.
         if sub.status == "unsubscribed" and form.resubscribe == "1":
             subscribers.set_status(sub, "active", "resubscribed on the preferences page")
@@ -395,10 +401,23 @@ def _feed(web: _Web) -> Response:
     return Response(body, media_type=f"{MEDIA_TYPE}; charset=utf-8", headers=headers)
 
 
+def archive_weeks(folder: Path) -> list[dict[str, str]]:
+    """Weekly issues with an archive page (`week-<Monday>.html`), newest first, as {first, last} ISO dates."""
+    if not folder.is_dir():
+        return []
+    weeks = []
+    for path in folder.glob("week-*.html"):
+        monday = parse_day(path.name.removeprefix("week-").removesuffix(".html"))
+        if monday and monday.weekday() == 0 and path.is_file():
+            weeks.append(monday)
+    return [{"first": d.isoformat(), "last": (d + timedelta(days=6)).isoformat()} for d in sorted(weeks, reverse=True)]
+
+
 def _archive_file(web: _Web, raw: str) -> Response:
-    day = parse_day(raw)
+    weekly = raw.startswith("week-")
+    day = parse_day(raw.removeprefix("week-"))
     # The file name is rebuilt from the parsed date, never from the request: nothing else can be reached.
-    path = web.archive_dir / f"{day.isoformat()}.html" if day else None
+    path = web.archive_dir / f"{'week-' if weekly else ''}{day.isoformat()}.html" if day else None
     if path is None or not path.is_file():
         return web.page("not_found.html.j2", status_code=404, private=False)
     headers = {"Content-Security-Policy": ARCHIVE_CSP, "Cache-Control": "public, max-age=300"}
@@ -518,7 +537,8 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
     @get("/archive/")
     def archive_index() -> Response:
         days = [d.isoformat() for d in archive_dates(web.archive_dir)]
-        return web.page("archive_index.html.j2", private=False, days=days)
+        weeks = archive_weeks(web.archive_dir)
+        return web.page("archive_index.html.j2", private=False, days=days, weeks=weeks)
 
     @get("/archive/{day}")
     def archive_page(day: str) -> Response:
