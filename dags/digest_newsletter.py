@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from datetime import date, timedelta
 
 import _digest_common as common
@@ -306,6 +307,8 @@ def digest_newsletter():
 
         dry_run = bool(get_current_context()["params"].get("dry_run"))
         common.label(f"slot {slot}{' (dry run)' if dry_run else ''}")
+        # Which machine sent: with CeleryExecutor the slots spread over the workers (scripts/e2e-celery reads this).
+        log.info("sender slot %s on host %s pid %s", slot, socket.gethostname(), os.getpid())
         settings = common.settings()
         if not dry_run:
             common.use_airflow_smtp(settings)
