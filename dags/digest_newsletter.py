@@ -18,12 +18,16 @@ tick; with another `NEWSLETTER_DAG_TZ` or hour, give the dates as the local tick
 
 **Unpausing** starts at most one run, at once, whatever the time of day: the latest issue day whose morning-after
 has passed (catchup=False keeps the latest missed interval), unless that run exists already. Its mails go only to
-whoever has not had that issue (the ledger). Older missed days are explicit backfills.
+whoever has not had that issue (the ledger). Older missed days are explicit backfills. That issue looks back 7
+days (`lookback_days`) and features every paper of those days not featured yet, so an older day sent after it no
+longer has them (a paper is new only once): to send an older day first, trigger it (logical date D, `run_after`
+the morning after) while the DAG is still paused; on unpausing, queued runs start oldest-due first.
 
 **Manual runs**: without a logical date, the local day before the one it was triggered on; with a logical date
 L, the local date of L (pass D 00:00 UTC or D 00:00 local: both are day D in Asia/Shanghai).
 
-**Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
+**Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `record_arrivals` (the
+paper-store asset events) | `build_issue` ->
 `render_variants` -> `test_send` | `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per
 sender slot) -> `report`; `freshness` checks the store after ingestion and alerts. Every task calls one step
 of `newsletter.pipeline.steps` and passes ids and counts on (XCom never carries content).
@@ -162,11 +166,18 @@ def digest_newsletter():
         map_index_template="{{ label }}",
         execution_timeout=timedelta(minutes=20),
         doc_md=INGEST_DOC,
-        outlets=[PAPER_STORE_ARRIVALS],  # a paper-store asset event when papers arrived (newsletter_airflow.assets)
         **TRANSIENT,
     )
     def ingest(source: str) -> dict:
         return common.ingest_source(source)
+
+    # The outlet: a paper-store asset event per source that brought papers (newsletter_airflow.assets).
+    @task(trigger_rule="all_done", outlets=[PAPER_STORE_ARRIVALS])
+    def record_arrivals(ingested: list[dict]) -> list[dict]:
+        """Record what the ingests brought as paper-store asset events (one per source with new or updated papers
+        or acceptances, with the counts; none when nothing arrived): the Assets view shows when papers last
+        arrived and which runs read them."""
+        return common.record_arrivals(list(ingested))
 
     @task(trigger_rule="all_done")
     def freshness(ingested: list[dict]) -> dict:
@@ -312,6 +323,7 @@ def digest_newsletter():
         return {"issue_id": prepared["issue_id"], "counts": counts, "failures": len(out.get("failures", []))}
 
     ingested = ingest.expand(source=enabled_sources())
+    record_arrivals(ingested)
     freshness(ingested)
     built = build_issue(ingested)
     rendered = render_variants(built)
