@@ -26,10 +26,10 @@ the morning after) while the DAG is still paused; on unpausing, queued runs star
 **Manual runs**: without a logical date, the local day before the one it was triggered on; with a logical date
 L, the local date of L (pass D 00:00 UTC or D 00:00 local: both are day D in Asia/Shanghai).
 
-**Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `record_arrivals` (the
-paper-store asset events) | `build_issue` ->
+**Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
 `render_variants` -> `test_send` | `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per
-sender slot) -> `report`; `freshness` checks the store after ingestion and alerts. Every task calls one step
+sender slot) -> `report`; `freshness` checks the store after ingestion and alerts; `record_arrivals` turns what
+the ingests brought into paper-store asset events. Every task calls one step
 of `newsletter.pipeline.steps` and passes ids and counts on (XCom never carries content).
 
 **Params** (manual runs): `dry_run` (write the mails to the outbox instead of SMTP; the ledger is untouched),
@@ -46,6 +46,10 @@ reads the raw archive, not the network. The ledger makes re-runs safe: nobody ge
 **Freshness** is an alert, not a verdict on history: `freshness` never fails a run. On a scheduled run a stale
 upstream (a weekday with no new papers, a source failing twice in a row) emails the admins; backfills and manual
 runs only log it.
+
+**The Paper Digest tab** (plugin `newsletter_airflow`, also in the navigation): on this DAG the recent issues,
+deliveries with the last errors, sources and subscribers; on a run, that run's issue. README "The Paper Digest
+view in Airflow".
 
 **Failures**: ingest and send retry with exponential backoff; a task that fails for good emails the admins
 in `NEWSLETTER_ADMIN_EMAILS` (Airflow connection `smtp_default`, which also carries subscriber mail when the
