@@ -18,7 +18,10 @@ tick; with another `NEWSLETTER_DAG_TZ` or hour, give the dates as the local tick
 
 **Unpausing** starts at most one run, at once, whatever the time of day: the latest issue day whose morning-after
 has passed (catchup=False keeps the latest missed interval), unless that run exists already. Its mails go only to
-whoever has not had that issue (the ledger). Older missed days are explicit backfills.
+whoever has not had that issue (the ledger). Older missed days are explicit backfills. That issue looks back 7
+days (`lookback_days`) and features every paper of those days not featured yet, so an older day sent after it no
+longer has them (a paper is new only once): to send an older day first, trigger it (logical date D, `run_after`
+the morning after) while the DAG is still paused; on unpausing, queued runs start oldest-due first.
 
 **Manual runs**: without a logical date, the local day before the one it was triggered on; with a logical date
 L, the local date of L (pass D 00:00 UTC or D 00:00 local: both are day D in Asia/Shanghai).
@@ -26,9 +29,10 @@ L, the local date of L (pass D 00:00 UTC or D 00:00 local: both are day D in Asi
 **Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
 `translate` (English takeaways, `[translate]`; never fails the run) -> `render_variants` -> `test_send` |
 `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per sender slot) -> `report`; `freshness`
-checks the store after ingestion and alerts; `purge_signups` (maintenance, every run) deletes web sign-ups left
-unconfirmed for `[signup] purge_after_days`. Every task calls one step of `newsletter.pipeline.steps` and
-passes ids and counts on (XCom never carries content).
+checks the store after ingestion and alerts; `record_arrivals` turns what the ingests brought into paper-store
+asset events; `purge_signups` (maintenance, every run) deletes web sign-ups left unconfirmed for
+`[signup] purge_after_days`. Every task calls one step of `newsletter.pipeline.steps` and passes ids and counts
+on (XCom never carries content).
 
 **Params** (manual runs): `dry_run` (write the mails to the outbox instead of SMTP; the ledger is untouched),
 `test_recipient` (one copy to this address, outside the ledger; nobody else gets anything), `test_lang` and
@@ -44,6 +48,10 @@ reads the raw archive, not the network. The ledger makes re-runs safe: nobody ge
 **Freshness** is an alert, not a verdict on history: `freshness` never fails a run. On a scheduled run a stale
 upstream (a weekday with no new papers, a source failing twice in a row) emails the admins; backfills and manual
 runs only log it.
+
+**The Paper Digest tab** (plugin `newsletter_airflow`, also in the navigation): on this DAG the recent issues,
+deliveries with the last errors, sources and subscribers; on a run, that run's issue. README "The Paper Digest
+view in Airflow".
 
 **Failures**: ingest and send retry with exponential backoff; a task that fails for good emails the admins
 in `NEWSLETTER_ADMIN_EMAILS` (Airflow connection `smtp_default`, which also carries subscriber mail when the
@@ -165,11 +173,18 @@ def digest_newsletter():
         map_index_template="{{ label }}",
         execution_timeout=timedelta(minutes=20),
         doc_md=INGEST_DOC,
-        outlets=[PAPER_STORE_ARRIVALS],  # a paper-store asset event when papers arrived (newsletter_airflow.assets)
         **TRANSIENT,
     )
     def ingest(source: str) -> dict:
         return common.ingest_source(source)
+
+    # The outlet: a paper-store asset event per source that brought papers (newsletter_airflow.assets).
+    @task(trigger_rule="all_done", outlets=[PAPER_STORE_ARRIVALS])
+    def record_arrivals(ingested: list[dict]) -> list[dict]:
+        """Record what the ingests brought as paper-store asset events (one per source with new or updated papers
+        or acceptances, with the counts; none when nothing arrived): the Assets view shows when papers last
+        arrived and which runs read them."""
+        return common.record_arrivals(list(ingested))
 
     @task(trigger_rule="all_done")
     def freshness(ingested: list[dict]) -> dict:
@@ -351,6 +366,7 @@ def digest_newsletter():
 
     purge_signups()
     ingested = ingest.expand(source=enabled_sources())
+    record_arrivals(ingested)
     freshness(ingested)
     built = build_issue(ingested)
     rendered = render_variants(built)

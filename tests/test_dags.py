@@ -21,8 +21,10 @@ import sys
 import textwrap
 import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -236,8 +238,9 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     assert (digest["cron"], digest["tz"]) == ("0 8 * * *", "Asia/Shanghai")
     assert (digest["catchup"], digest["max_active_runs"], digest["start_date"]) == (False, 1, None)
     assert {"dry_run", "test_recipient", "resend", "topics"} <= set(digest["params"])
-    expected = {"enabled_sources", "ingest", "freshness", "build_issue", "translate", "render_variants",
-                "test_send", "prepare_ledger", "plan_senders", "send", "report", "purge_signups"}  # fmt: skip
+    expected = {"enabled_sources", "ingest", "record_arrivals", "freshness", "build_issue", "translate",
+                "render_variants", "test_send", "prepare_ledger", "plan_senders", "send", "report",
+                "purge_signups"}  # fmt: skip
     assert set(digest["tasks"]) == expected
     for name in ("ingest", "send"):  # transient failures: retried with exponential backoff, mapped
         t = digest["tasks"][name]
@@ -248,7 +251,7 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     assert digest["tasks"]["build_issue"]["max_active_tis_per_dag"] == 1
 
     assert (hourly["cron"], hourly["catchup"], hourly["max_active_runs"]) == ("30 * * * *", False, 1)
-    assert set(hourly["tasks"]) == {"enabled_sources", "ingest", "check_sources"}
+    assert set(hourly["tasks"]) == {"enabled_sources", "ingest", "record_arrivals", "check_sources"}
     assert hourly["run_immediately"] == "True"
     assert digest["doc_md"] and hourly["doc_md"]
 
@@ -703,3 +706,64 @@ def test_freshness_on_manual_runs_is_an_alert_not_a_verdict(tmp_path, airflow_db
     checks = [r["tasks"]["freshness[-1]"] for r in result["runs"]]
     assert checks == ["success"] * 4, result["runs"]
     assert alerts == []
+
+
+# ---- unpausing under a real scheduler ---------------------------------------------------------------------
+# The wall clock cannot be moved under a real scheduler, so the daily tick is moved instead: with the tick
+# 2 minutes ago, 12 hours ago and in 10 minutes (23 h 50 min ago), unpausing happens just after the morning run
+# was due, at midday and just before it. The scheduler, the DB clock and the timetable all read the real time.
+
+
+def _unpause_under_scheduler(home: Path, airflow_db: Path, tick: datetime) -> list[tuple[str, str, str]]:
+    """A fresh metadata DB, the DAGs parsed with the daily tick at `tick` (Asia/Shanghai), digest_newsletter
+    unpaused, then a real `airflow scheduler` for a few dozen loops: the runs it made (type, logical, run_after)."""
+    home.mkdir()
+    shutil.copy(airflow_db, home / "airflow.db")
+    env = _base_env(home)
+    env.update(
+        NEWSLETTER_DAG_CRON=f"{tick.minute} {tick.hour} * * *",
+        NEWSLETTER_DAG_TZ="Asia/Shanghai",
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__PARALLELISM="1",
+        AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="0.5",
+    )
+    for args in (["dags", "reserialize"], ["dags", "unpause", "digest_newsletter"]):
+        proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, cwd=home,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with (home / "scheduler.log").open("w") as log:
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "scheduler", "--num-runs", "30", "--skip-serve-logs"],
+            env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            scheduler.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            if scheduler.poll() is None:
+                os.killpg(scheduler.pid, signal.SIGKILL)
+                scheduler.wait(timeout=30)
+    with sqlite3.connect(home / "airflow.db") as db:
+        rows = db.execute("SELECT run_type, logical_date, run_after FROM dag_run WHERE dag_id = 'digest_newsletter'")
+        runs = [tuple(map(str, row)) for row in rows]
+    loops = (home / "scheduler.log").read_text(errors="replace")
+    assert "Exiting scheduler loop as requested number of runs" in loops or runs, loops[-3000:]
+    return runs
+
+
+@pytest.mark.parametrize("since_tick", [timedelta(minutes=2), timedelta(hours=12), timedelta(hours=23, minutes=50)],
+                         ids=["just-after-the-tick", "midday", "just-before-the-tick"])  # fmt: skip
+def test_unpausing_under_a_real_scheduler_runs_the_latest_due_issue_once(tmp_path, airflow_db, since_tick):
+    """Unpausing digest_newsletter at any time of day starts exactly one run, at once: the latest issue day whose
+    morning-after tick has passed (logical date = that issue day at the tick, due at the tick after)."""
+    now = datetime.now(ZoneInfo("Asia/Shanghai")).replace(second=0, microsecond=0)
+    last_tick = now - since_tick  # the latest daily tick, Asia/Shanghai local time
+    runs = _unpause_under_scheduler(tmp_path / "airflow", airflow_db, last_tick)
+    issue_day = last_tick - timedelta(days=1)  # the run due at last_tick is the previous day's issue
+    assert [r[0] for r in runs] == ["scheduled"], runs  # one run, made by the unpause
+    local = lambda v: datetime.fromisoformat(v).replace(tzinfo=UTC).astimezone(last_tick.tzinfo)  # noqa: E731
+    logical, run_after = local(runs[0][1]), local(runs[0][2])  # (SQLite keeps naive UTC)
+    assert (logical.date(), logical.time()) == (issue_day.date(), issue_day.time()), runs
+    assert run_after == last_tick and run_after <= now, runs  # due at once, not at the next tick
