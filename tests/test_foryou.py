@@ -321,7 +321,7 @@ def test_preferences_page_edits_interests_over_http(web_settings, db_url):  # no
     with LiveServer(web_settings) as live, httpx.Client(base_url=live.url, timeout=10) as client:
         url = f"/preferences?token={_token(db_url, sid, 'preferences')}"
         page = client.get(url)
-        assert 'name="keywords"' in page.text and '<label class="field" for="seeds">' in page.text
+        assert 'name="keywords"' in page.text and '<label class="ifield" for="seeds">' in page.text
         form = {"language": "en", "scope": "all", "keywords": "gaussian avatars", "seeds": "2412.00001\n2412.00003"}
         r = client.post(url, data=form)
         assert r.status_code == 200 and "Saved." in r.text

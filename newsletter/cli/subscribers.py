@@ -11,6 +11,7 @@ from newsletter.cli.options import (
     out,
     pass_settings,
     status_option,
+    subscriber_frequency_option,
     table,
     warn,
 )
@@ -30,7 +31,8 @@ SEEDS_HELP = (
 
 
 def _describe(sub: Subscriber) -> str:
-    text = f"{sub.language}, topics: {', '.join(sub.topics or ['all'])}"
+    weekly = ", weekly" if sub.frequency == "weekly" else ""  # daily, the default, as the output always was
+    text = f"{sub.language}, topics: {', '.join(sub.topics or ['all'])}{weekly}"
     if sub.keywords:
         text += f", keywords: {sub.keywords}"
     if sub.seeds:
@@ -42,8 +44,8 @@ def _describe(sub: Subscriber) -> str:
 def subscribers() -> None:
     """Manage subscribers.
 
-    Import a CSV, add, change, remove, list. An import never resubscribes someone who unsubscribed, bounced or
-    complained; `set --status active` does.
+    Import a CSV, add, change, remove, list, purge unconfirmed web sign-ups. An import never resubscribes
+    someone who unsubscribed, bounced or complained; `set --status active` does.
 
     \b
     Examples:
@@ -59,8 +61,9 @@ def subscribers() -> None:
 @pass_settings
 def import_(settings: Settings, file: str, encoding: str | None) -> None:
     """Import FILE, a CSV with columns email,name,language,topics (topics ';'-separated, empty = all) and
-    optionally keywords,seeds (arXiv ids ';'-separated: the "For you" interests), in
-    whatever encoding a spreadsheet saved it (UTF-8, a BOM, else detected: GB18030, latin-1, UTF-16...).
+    optionally frequency (daily or weekly; empty = daily; no column: unchanged) and keywords,seeds (arXiv ids
+    ';'-separated: the "For you" interests), in whatever encoding a spreadsheet saved it (UTF-8, a BOM, else
+    detected: GB18030, latin-1, UTF-16...).
 
     Every rejected row is reported with its line number and reason; the rest is imported. Re-importing the
     same file changes nothing.
@@ -87,6 +90,7 @@ def import_(settings: Settings, file: str, encoding: str | None) -> None:
 @click.option("--name", default="", help="Display name, used in the greeting.")
 @language_option(default="bilingual")
 @click.option("--topics", help=TOPICS_HELP)
+@subscriber_frequency_option(default="daily")
 @click.option("--keywords", help=KEYWORDS_HELP)
 @click.option("--seeds", cls=GreedyOption, metavar="ID|FILE.bib...", help=SEEDS_HELP)
 @pass_settings
@@ -96,6 +100,7 @@ def add(
     name: str,
     language: str,
     topics: str | None,
+    frequency: str,
     keywords: str | None,
     seeds: tuple[str, ...],
 ) -> None:
@@ -104,9 +109,10 @@ def add(
     \b
     Examples:
       newsletter subscribers add ada@example.org --name Ada --language zh --topics "3DGS;NeRF"
+      newsletter subscribers add bob@example.org --frequency weekly
       newsletter subscribers add bo@example.org --keywords "gaussian avatars" --seeds 2312.02134 my-zotero.bib
     """
-    sub, skipped = admin.add_subscriber(settings, email, name, language, topics, keywords, seeds)
+    sub, skipped = admin.add_subscriber(settings, email, name, language, topics, frequency, keywords, seeds)
     for line in skipped:
         warn("skipped", line)
     click.echo(f"added {sub.email} ({_describe(sub)})")
@@ -121,6 +127,7 @@ def add(
 @click.option("--keywords", help=KEYWORDS_HELP)
 @click.option("--seeds", cls=GreedyOption, metavar="ID|FILE.bib...", help=SEEDS_HELP)
 @status_option("Set the status (an operator's override, e.g. `active` after a bounce was fixed).")
+@subscriber_frequency_option()
 @pass_settings
 def set_(
     settings: Settings,
@@ -132,12 +139,14 @@ def set_(
     keywords: str | None,
     seeds: tuple[str, ...],
     status: str | None,
+    frequency: str | None,
 ) -> None:
-    """Change a subscriber's name, language, topics, interests or status.
+    """Change a subscriber's name, language, topics, frequency, interests or status.
 
     \b
     Examples:
       newsletter subscribers set ada@example.org --language en
+      newsletter subscribers set ada@example.org --frequency weekly
       newsletter subscribers set ada@example.org --seeds ~/Zotero/export.bib --keywords "neural radiance fields"
       newsletter subscribers set ada@example.org --status active
     """
@@ -149,6 +158,7 @@ def set_(
         topics=topics,
         all_topics=all_topics,
         status=status,
+        frequency=frequency,
         keywords=keywords,
         seeds=seeds or None,
     )
@@ -174,6 +184,20 @@ def _interests(sub: Subscriber) -> str:
     return " · ".join(x for x in (sub.keywords or "", seeds_label(sub.seeds)) if x) or "-"
 
 
+@subscribers.command("purge-pending")
+@pass_settings
+def purge_pending(settings: Settings) -> None:
+    """Delete web sign-ups never confirmed within [signup] purge_after_days (default 7) of their last request,
+    and sign-up request rows older than that. Also run by the daily DAG.
+
+    \b
+    Example:
+      newsletter subscribers purge-pending
+    """
+    out_ = admin.purge_pending(settings)
+    click.echo(f"purged {out_['subscribers']} unconfirmed sign-ups, {out_['requests']} request rows")
+
+
 @subscribers.command("list")
 @status_option("Only subscribers with this status.")
 @pass_settings
@@ -185,12 +209,37 @@ def list_(settings: Settings, status: str | None) -> None:
       newsletter subscribers list --status active
     """
     rows = admin.list_subscribers(settings, status)
-    columns = ("email", "name", "language", "topics", "interests", "status")
+    columns = ("email", "name", "language", "topics", "frequency", "interests", "status")
     out.print(
         table(
             "subscribers",
             columns,
-            [(s.email, s.name, s.language, ", ".join(s.topics or ["all"]), _interests(s), s.status) for s in rows],
+            [
+                (s.email, s.name, s.language, ", ".join(s.topics or ["all"]), s.frequency, _interests(s), s.status)
+                for s in rows
+            ],
         )
     )
     click.echo(f"{len(rows)} subscribers")
+
+
+@subscribers.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@pass_settings
+def export(settings: Settings, file: str | None) -> None:
+    """Write every subscriber as CSV to FILE (default: standard output).
+
+    Columns email,name,language,topics,frequency,status: `subscribers import` reads the file back (status is
+    informational: an import never changes it).
+
+    \b
+    Example:
+      newsletter subscribers export people.csv
+    """
+    text = admin.export_subscribers(settings)
+    if file in (None, "-"):
+        click.echo(text, nl=False)
+        return
+    with open(file, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    click.echo(f"exported {text.count(chr(10)) - 1} subscribers to {file}", err=True)

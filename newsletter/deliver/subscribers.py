@@ -1,4 +1,4 @@
-"""Subscribers: validated, normalised addresses with a language mode and a topic selection.
+"""Subscribers: validated, normalised addresses with a language mode, a topic selection and a frequency.
 
 Imports never resubscribe someone who unsubscribed, bounced or complained: that person's choice (or their
 mailbox's answer) wins over an old spreadsheet. Use `newsletter subscribers set --status active` to override.
@@ -21,13 +21,15 @@ from sqlalchemy.orm import Session
 
 from newsletter.db.models import Subscriber
 from newsletter.deliver.interests import InterestsError, parse_keywords, parse_seeds
-from newsletter.records import Language, SubscriberStatus
+from newsletter.records import Frequency, Language, SubscriberStatus
 from newsletter.registry.topics import canonical_topic
 
 LANGUAGES = tuple(Language)
 STATUSES = tuple(SubscriberStatus)
+FREQUENCIES = tuple(Frequency)
 REQUIRED_COLUMNS = ("email", "name", "language", "topics")
 INTEREST_COLUMNS = ("keywords", "seeds")  # optional (#11): free keywords; arXiv ids separated by ';' or spaces
+EXPORT_COLUMNS = (*REQUIRED_COLUMNS, "frequency", "status")  # what `subscribers export` writes (import reads it)
 NAME_MAX_CHARS = 100  # a name is a greeting and a To: display name, and a header line has 998 octets at most
 
 
@@ -59,6 +61,14 @@ def parse_language(raw: str | None) -> str:
     return value
 
 
+def parse_frequency(raw: str | None) -> str:
+    """daily (also when empty) or weekly."""
+    value = (raw or "").strip().lower() or Frequency.DAILY
+    if value not in FREQUENCIES:
+        raise SubscriberError(f"frequency must be one of {', '.join(FREQUENCIES)}, got {raw!r}")
+    return str(value)
+
+
 def parse_topics(raw: str | list[str] | None) -> list[str] | None:
     """';'-separated topics (or a list); empty means every topic (None)."""
     items = raw.split(";") if isinstance(raw, str) else list(raw or [])
@@ -80,6 +90,7 @@ def add(
     name: str = "",
     language: str = "bilingual",
     topics=None,
+    frequency: str = "daily",
     keywords: str | None = None,
     seeds: list[dict[str, str]] | None = None,
 ) -> Subscriber:
@@ -93,6 +104,7 @@ def add(
         name=check_name(name),
         language=parse_language(language),
         topics=parse_topics(topics),
+        frequency=parse_frequency(frequency),
         keywords=parse_keywords(keywords),
         seeds=seeds or None,
         status="active",
@@ -121,11 +133,12 @@ def update(
     language=None,
     topics=None,
     all_topics: bool = False,
+    frequency=None,
     keywords: str | None = None,
     seeds: list[dict[str, str]] | None = None,
 ) -> bool:
     """Change what is given (None: unchanged). `keywords=""` / `seeds=[]` clear the interests."""
-    before = (sub.name, sub.language, sub.topics, sub.keywords, sub.seeds)
+    before = (sub.name, sub.language, sub.topics, sub.frequency, sub.keywords, sub.seeds)
     if name is not None:
         sub.name = check_name(name)
     if language is not None:
@@ -134,11 +147,13 @@ def update(
         sub.topics = None
     elif topics is not None:
         sub.topics = parse_topics(topics)
+    if frequency is not None:
+        sub.frequency = parse_frequency(frequency)
     if keywords is not None:
         sub.keywords = parse_keywords(keywords)
     if seeds is not None:
         sub.seeds = seeds or None
-    changed = before != (sub.name, sub.language, sub.topics, sub.keywords, sub.seeds)
+    changed = before != (sub.name, sub.language, sub.topics, sub.frequency, sub.keywords, sub.seeds)
     if changed:
         sub.updated_at = _now()
     return changed
@@ -266,6 +281,8 @@ def _import_row(session: Session, row: dict, seen: set[str], report: ImportRepor
         raise SubscriberError(f"{email} appears twice in the file")
     seen.add(email)
     language, topics = parse_language(row.get("language")), parse_topics(row.get("topics"))
+    # No frequency column: new rows are daily and existing ones keep theirs; an empty cell is daily.
+    frequency = parse_frequency(row["frequency"]) if "frequency" in row else None
     name = (row.get("name") or "").strip()
     if len(name) > NAME_MAX_CHARS:  # a spreadsheet cell gone wrong: keep the subscriber, cut the name
         report.notes.append(f"row {lineno}: {email}: name cut from {len(name):,} to {NAME_MAX_CHARS} characters")
@@ -273,7 +290,7 @@ def _import_row(session: Session, row: dict, seen: set[str], report: ImportRepor
     keywords, seeds = _row_interests(row)
     sub = session.scalar(select(Subscriber).where(Subscriber.email == email))
     if sub is None:
-        add(session, email, name, language, topics, keywords, seeds)
+        add(session, email, name, language, topics, frequency or Frequency.DAILY, keywords, seeds)
         report.added += 1
     elif sub.status != "active":
         report.kept_out.append(f"{email}: {sub.status}, not resubscribed by an import")
@@ -283,6 +300,7 @@ def _import_row(session: Session, row: dict, seen: set[str], report: ImportRepor
         language=language,
         topics=topics or [],
         all_topics=topics is None,
+        frequency=frequency,
         keywords=keywords,
         seeds=seeds,
     ):
@@ -305,3 +323,13 @@ def _row_interests(row: dict) -> tuple[str | None, list[dict[str, str]] | None]:
 
 def active(session: Session) -> list[Subscriber]:
     return list(session.scalars(select(Subscriber).where(Subscriber.status == "active").order_by(Subscriber.id)))
+
+
+def export_csv(session: Session) -> str:
+    """Every subscriber as CSV (EXPORT_COLUMNS, by address): what `import_csv` reads back unchanged."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for sub in session.scalars(select(Subscriber).order_by(Subscriber.email)):
+        writer.writerow([sub.email, sub.name, sub.language, ";".join(sub.topics or []), sub.frequency, sub.status])
+    return buffer.getvalue()

@@ -1,14 +1,14 @@
 """subscribers.keywords, subscribers.seeds, issue_variants.foryou: interests and the "For you" pick (#11)
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
