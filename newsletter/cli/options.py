@@ -21,6 +21,7 @@ from rich.text import Text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.config import ConfigError, load_settings
+from newsletter.deliver.stopping import SendInterrupted
 from newsletter.deliver.subscribers import LANGUAGES, STATUSES, SubscriberError
 from newsletter.deliver.transport import SendFailure, TransportError
 from newsletter.pipeline.admin import NoIssue
@@ -51,6 +52,7 @@ EXPECTED: tuple[tuple[tuple[type[BaseException], ...], str, int], ...] = (
     ((ConfigError,), "config error", USAGE),
     ((OperationalError, InterfaceError), "database error", FAILED),
     ((SendFailure, TransportError), "delivery error", FAILED),
+    ((SendInterrupted,), "send interrupted", FAILED),
     ((SubscriberError,), "error", FAILED),
     ((OSError,), "error", FAILED),
 )

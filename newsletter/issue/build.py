@@ -263,6 +263,11 @@ def build_issue(session: Session, period: Period, cfg: IssueSettings) -> Issue |
     return issue
 
 
+def issue_lock(day: date) -> str:
+    """The name under which building and freezing the issue of `day` take turns (`db.serialize`)."""
+    return f"issue:{day.isoformat()}"
+
+
 def freeze_issue(session: Session, issue_id: int) -> None:
     """Called when delivery starts: from now on a rebuild keeps exactly these papers."""
     row = session.get(IssueRow, issue_id)
