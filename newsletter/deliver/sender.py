@@ -363,7 +363,9 @@ class _Sender:
     def _close(self) -> None:
         transport, self.transport = self.transport, None
         if transport is not None:
-            transport.close()
+            # After an abandoned message the session is mid-exchange: drop it (a QUIT would wait for the answer).
+            abort = getattr(transport, "abort", None) if self.stop.abandoned else None
+            (abort or transport.close)()
 
     # -- end of run --
 

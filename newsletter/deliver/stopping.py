@@ -36,6 +36,7 @@ class StopRequest:
         self._event = threading.Event()
         self.signal_name: str | None = None
         self.in_flight = False  # a message is being handed to the server (only then can a second signal abandon)
+        self.abandoned = False  # a second signal abandoned it: drop the connection, no QUIT
 
     def request(self, name: str) -> None:
         self.signal_name = self.signal_name or name
@@ -68,7 +69,7 @@ def stop_on_signals(stop: StopRequest, abandon: bool = True) -> Iterator[StopReq
         name = signal.Signals(signum).name
         if stop:
             if abandon and stop.in_flight:  # the second signal: stop waiting for the message in flight
-                stop.in_flight = False
+                stop.in_flight, stop.abandoned = False, True
                 raise SendInterrupted(f"{name} received twice: the message in flight was abandoned")
             return
         stop.request(name)
