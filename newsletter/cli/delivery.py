@@ -28,7 +28,8 @@ from newsletter.web.app import serve as serve_app
 
 
 def _print_send(report: SendReport) -> None:
-    click.echo(report.summary())
+    """The counts on stdout; why a send stopped is one line on stderr (the exit status is then 1)."""
+    click.echo(report.summary(stop_reason=False))
     if report.note:
         click.echo(report.note)
     if report.interrupted:  # SIGTERM/SIGINT: the process ends with status 1 and this one line, no traceback

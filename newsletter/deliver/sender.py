@@ -96,7 +96,8 @@ class SendReport:
     def as_dict(self) -> dict:
         return {**asdict(self), "attempted": self.attempted, "rate_per_s": round(self.rate, 1)}
 
-    def summary(self) -> str:
+    def summary(self, stop_reason: bool = True) -> str:
+        """One line of counts, and why the run stopped (unless the caller says that on a line of its own)."""
         if self.dry_run:
             total = sum(self.would_send.values())
             return f"dry run: {total} message(s) would be sent in {len(self.would_send)} variant(s); nothing sent"
@@ -104,7 +105,7 @@ class SendReport:
             f"sent {self.sent}, deferred {self.deferred}, bounced {self.bounced}, gave up {self.gave_up}, "
             f"requeued {self.requeued}, skipped {self.skipped} in {self.elapsed_s:.1f}s ({self.rate:.0f}/s)"
         )
-        return head + (f"; STOPPED: {self.stopped}" if self.stopped else "")
+        return head + (f"; STOPPED: {self.stopped}" if self.stopped and stop_reason else "")
 
 
 class CircuitBreaker:
