@@ -140,3 +140,16 @@ def test_remote_gzip_bomb_fails_its_source_alone_within_bounded_memory(tmp_path)
     assert sorted(logged) == [("bomb", None, "payload over 20 MB"), ("good", logged[1][1], None)]
     archived = _archived_files(settings)
     assert len(archived) == 1 and archived[0].stat().st_size == SAMPLE_FEED.stat().st_size
+
+
+def test_a_file_of_a_path_source_over_the_cap_fails_that_source_and_archives_nothing(sqlite_settings, tmp_path):
+    from newsletter.config import Source
+    from newsletter.pipeline.ingest import ingest_source
+
+    folder = tmp_path / "feeds"
+    folder.mkdir()
+    (folder / "big.xml").write_bytes(SAMPLE_FEED.read_bytes())  # about 20 KB
+    capped = replace(sqlite_settings, fetch=sqlite_settings.fetch.updated(max_payload_mb=0.005))
+    report = ingest_source(capped, Source("local", "feed", path=str(folder)))
+    assert report.failed and report.error == f"{folder / 'big.xml'}: payload over 0.005 MB"
+    assert _archived_files(capped) == []
