@@ -1,4 +1,5 @@
-"""What the two DAG files share: settings, admin alerts, the ingest task's body, the Airflow SMTP connection.
+"""What the DAG files share: settings, admin alerts, the ingest task's body, the Airflow SMTP connection, the
+weekly schedule.
 
 Not a DAG file: `.airflowignore` keeps the DAG processor from parsing it, and the DAG files import it as a
 top-level module (Airflow puts the DAG bundle's folder on sys.path, both when parsing and when running tasks).
@@ -51,28 +52,82 @@ def issue_day(context: dict[str, Any], timezone: str) -> date:
     return when.astimezone(ZoneInfo(timezone)).date()
 
 
-def replay_window(day: date, cfg) -> tuple[datetime, datetime]:
-    """Payloads that can hold posts of `day`: fetched from `lookback_days` before it to 4 days after (the feed
-    keeps about 3 days of posts)."""
+def replay_window(day: date, cfg, last: date | None = None) -> tuple[datetime, datetime]:
+    """Payloads that can hold posts of `day` (or of the days `day`..`last`, a week): fetched from `lookback_days`
+    before it to 4 days after (the feed keeps about 3 days of posts)."""
     lookback = cfg.issue.lookback_days
     start = datetime.combine(day - timedelta(days=lookback), datetime.min.time(), tzinfo=UTC)
-    return start, datetime.combine(day + timedelta(days=4), datetime.min.time(), tzinfo=UTC)
+    return start, datetime.combine((last or day) + timedelta(days=4), datetime.min.time(), tzinfo=UTC)
 
 
-INGEST_KEYS = ("source", "status", "papers_new", "papers_seen", "papers_updated", "acceptances", "warnings")
+def issue_week(context: dict[str, Any], timezone: str) -> date:
+    """The Monday of a weekly run's week: the Monday-Sunday week (local days) containing the local date of the
+    logical date, which is the send-day tick at or after the week's start (the data interval's start for
+    scheduled and backfill runs). A manual run without a logical date covers the last complete week before the
+    day it was triggered on."""
+    from zoneinfo import ZoneInfo
+
+    when = context.get("logical_date") or context.get("data_interval_start")
+    if when is None:
+        when = context["dag_run"].run_after.astimezone(ZoneInfo(timezone)) - timedelta(days=7)
+    day = when.astimezone(ZoneInfo(timezone)).date()
+    return day - timedelta(days=day.weekday())
 
 
-def ingest_source(source: str) -> dict:
-    """The `ingest` task of both DAGs: fetch (conditional GET) or read one source, archive and store it. A
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+WEEKLY_DEFAULT = ("monday", "08:00")
+
+
+def weekly_cron() -> str:
+    """The weekly DAG's cron: NEWSLETTER_WEEKLY_CRON, else `[issue] weekly_send_day` and `weekly_send_time` of the
+    config file (the same file the tasks read), else Monday 08:00. Read with tomllib at parse time: `newsletter`
+    (pydantic, SQLAlchemy) must not be imported by the DAG processor; the tasks validate the file fully."""
+    import tomllib
+
+    explicit = os.environ.get("NEWSLETTER_WEEKLY_CRON")
+    if explicit:
+        return explicit
+    path = os.environ.get("NEWSLETTER_CONFIG") or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    issue = {}
+    if path:
+        with open(path, "rb") as handle:
+            issue = tomllib.load(handle).get("issue", {})
+    day = str(issue.get("weekly_send_day", WEEKLY_DEFAULT[0])).strip().lower()
+    at = issue.get("weekly_send_time", WEEKLY_DEFAULT[1])
+    hour, minute = (at.hour, at.minute) if hasattr(at, "hour") else _hh_mm(str(at))
+    if day not in WEEKDAYS:
+        raise ValueError(f"{path}: [issue] weekly_send_day must be one of {', '.join(WEEKDAYS)}, got {day!r}")
+    return f"{minute} {hour} * * {(WEEKDAYS.index(day) + 1) % 7}"  # cron: 0 = Sunday, 1 = Monday
+
+
+def _hh_mm(text: str) -> tuple[int, int]:
+    hour, _, minute = text.partition(":")
+    if not (hour.isdigit() and minute[:2].isdigit() and int(hour) < 24 and int(minute[:2]) < 60):
+        raise ValueError(f"[issue] weekly_send_time must be HH:MM, got {text!r}")
+    return int(hour), int(minute[:2])
+
+
+INGEST_KEYS = (
+    "source", "status", "posts_new", "papers_new", "papers_seen", "papers_updated", "acceptances", "warnings",
+)  # fmt: skip
+
+
+def ingest_source(source: str, weekly: bool = False) -> dict:
+    """The `ingest` task of the DAGs: fetch (conditional GET) or read one source, archive and store it. A
     backfill replays the raw archive instead of the network: the feed has long moved on, and the result must not
-    depend on when the backfill runs. Raises when the source failed as a whole (a bad entry is only a warning)."""
+    depend on when the backfill runs (`weekly`: the window of the run's whole week). Raises when the source failed
+    as a whole (a bad entry is only a warning)."""
     from newsletter.pipeline.steps import ingest_step, replay_step
 
     label(source)
     context = get_current_context()
     cfg = settings()
     if "backfill" in str(getattr(context["dag_run"], "run_type", "")):
-        since, until = replay_window(issue_day(context, cfg.timezone), cfg)
+        if weekly:
+            monday = issue_week(context, cfg.timezone)
+            since, until = replay_window(monday, cfg, monday + timedelta(days=6))
+        else:
+            since, until = replay_window(issue_day(context, cfg.timezone), cfg)
         log.info("backfill: replaying %s payloads archived %s .. %s (no network)", source, since, until)
         out = replay_step(cfg, source, since, until)
     else:
@@ -86,8 +141,18 @@ def ingest_source(source: str) -> dict:
         log.warning("%s", line)
     if out["status"] == "failed":
         raise RuntimeError(f"source {source} failed: {out.get('error')}")
-    announce_arrivals(context["outlet_events"], out)  # the task's outlet: a paper-store event if papers arrived
     return {k: out.get(k) for k in INGEST_KEYS}
+
+
+def record_arrivals(ingested: list[dict]) -> list[dict]:
+    """The `record_arrivals` task of both DAGs: one paper-store asset event per source whose ingest changed the
+    store (with its counts), none when nothing arrived. One task per run emits them, not each mapped `ingest`:
+    Airflow 3.3 links an alias to its asset on the first event through it, and two tasks doing that at once
+    collide on a unique key (asset_alias_asset_pkey), which fails the second task although its ingest is done."""
+    events = get_current_context()["outlet_events"]
+    extras = [extra for report in ingested if (extra := announce_arrivals(events, report))]
+    log.info("paper-store events: %s", ", ".join(f"{e['source']} +{e['papers_new']}" for e in extras) or "none")
+    return extras
 
 
 # ---- the Airflow SMTP connection ------------------------------------------------------------------------------

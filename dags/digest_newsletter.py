@@ -18,15 +18,21 @@ tick; with another `NEWSLETTER_DAG_TZ` or hour, give the dates as the local tick
 
 **Unpausing** starts at most one run, at once, whatever the time of day: the latest issue day whose morning-after
 has passed (catchup=False keeps the latest missed interval), unless that run exists already. Its mails go only to
-whoever has not had that issue (the ledger). Older missed days are explicit backfills.
+whoever has not had that issue (the ledger). Older missed days are explicit backfills. That issue looks back 7
+days (`lookback_days`) and features every paper of those days not featured yet, so an older day sent after it no
+longer has them (a paper is new only once): to send an older day first, trigger it (logical date D, `run_after`
+the morning after) while the DAG is still paused; on unpausing, queued runs start oldest-due first.
 
 **Manual runs**: without a logical date, the local day before the one it was triggered on; with a logical date
 L, the local date of L (pass D 00:00 UTC or D 00:00 local: both are day D in Asia/Shanghai).
 
 **Tasks**: `enabled_sources` -> `ingest` (one mapped instance per enabled source) -> `build_issue` ->
-`render_variants` -> `test_send` | `prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per
-sender slot) -> `report`; `freshness` checks the store after ingestion and alerts. Every task calls one step
-of `newsletter.pipeline.steps` and passes ids and counts on (XCom never carries content).
+`translate` (English takeaways, `[translate]`; never fails the run) -> `render_variants` -> `test_send` |
+`prepare_ledger` -> `plan_senders` -> `send` (one mapped instance per sender slot) -> `report`; `freshness`
+checks the store after ingestion and alerts; `record_arrivals` turns what the ingests brought into paper-store
+asset events; `purge_signups` (maintenance, every run) deletes web sign-ups left unconfirmed for
+`[signup] purge_after_days`. Every task calls one step of `newsletter.pipeline.steps` and passes ids and counts
+on (XCom never carries content).
 
 **Params** (manual runs): `dry_run` (write the mails to the outbox instead of SMTP; the ledger is untouched),
 `test_recipient` (one copy to this address, outside the ledger; nobody else gets anything), `test_lang` and
@@ -43,6 +49,10 @@ reads the raw archive, not the network. The ledger makes re-runs safe: nobody ge
 upstream (a weekday with no new papers, a source failing twice in a row) emails the admins; backfills and manual
 runs only log it.
 
+**The Paper Digest tab** (plugin `newsletter_airflow`, also in the navigation): on this DAG the recent issues,
+deliveries with the last errors, sources and subscribers; on a run, that run's issue. README "The Paper Digest
+view in Airflow".
+
 **Failures**: ingest and send retry with exponential backoff; a task that fails for good emails the admins
 in `NEWSLETTER_ADMIN_EMAILS` (Airflow connection `smtp_default`, which also carries subscriber mail when the
 config names no SMTP server). Operator guide: README "Operate".
@@ -55,6 +65,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from datetime import date, timedelta
 
 import _digest_common as common
@@ -162,11 +173,18 @@ def digest_newsletter():
         map_index_template="{{ label }}",
         execution_timeout=timedelta(minutes=20),
         doc_md=INGEST_DOC,
-        outlets=[PAPER_STORE_ARRIVALS],  # a paper-store asset event when papers arrived (newsletter_airflow.assets)
         **TRANSIENT,
     )
     def ingest(source: str) -> dict:
         return common.ingest_source(source)
+
+    # The outlet: a paper-store asset event per source that brought papers (newsletter_airflow.assets).
+    @task(trigger_rule="all_done", outlets=[PAPER_STORE_ARRIVALS])
+    def record_arrivals(ingested: list[dict]) -> list[dict]:
+        """Record what the ingests brought as paper-store asset events (one per source with new or updated papers
+        or acceptances, with the counts; none when nothing arrived): the Assets view shows when papers last
+        arrived and which runs read them."""
+        return common.record_arrivals(list(ingested))
 
     @task(trigger_rule="all_done")
     def freshness(ingested: list[dict]) -> dict:
@@ -214,6 +232,28 @@ def digest_newsletter():
             info["issue_id"], info["issue_date"], info["papers"], info["topics"], info["highlights"],
         )  # fmt: skip
         return {k: info[k] for k in ("issue_id", "issue_date", "papers", "highlights", "topics")}
+
+    @task
+    def translate(built: dict) -> dict:
+        """English for the Chinese summaries and takeaways of the issue's papers ([translate]; off by default),
+        each paper once (cached). Never fails the run: a paper whose translation failed stays Chinese-only (a
+        warning naming it, counted in the XCom), and so does every paper if this task itself goes wrong."""
+        from newsletter.pipeline.steps import translate_step
+
+        try:
+            out = translate_step(common.settings(), built["issue_id"])
+        except Exception as exc:  # a send must never wait on, or fail for, a translation
+            log.warning("translation skipped for issue %s: %s: %s", built["issue_id"], type(exc).__name__, exc)
+            return {"issue_id": built["issue_id"], "error": f"{type(exc).__name__}: {exc}"}
+        if out.get("enabled"):
+            log.info(
+                "translate issue %s: %s papers, %s cached, %s translated, %s failed, %s skipped, %s requests",
+                out["issue_id"], out["papers"], out["cached"], out["translated"], out["failed"], out["skipped"],
+                out["requests"],
+            )  # fmt: skip
+        else:
+            log.info("translation is off ([translate] enabled = false)")
+        return {k: v for k, v in out.items() if k != "failures"} | {"failures": len(out.get("failures", []))}
 
     @task
     def render_variants(built: dict) -> dict:
@@ -282,6 +322,8 @@ def digest_newsletter():
 
         dry_run = bool(get_current_context()["params"].get("dry_run"))
         common.label(f"slot {slot}{' (dry run)' if dry_run else ''}")
+        # Which machine sent: with CeleryExecutor the slots spread over the workers (scripts/e2e-celery reads this).
+        log.info("sender slot %s on host %s pid %s", slot, socket.gethostname(), os.getpid())
         settings = common.settings()
         if not dry_run:
             common.use_airflow_smtp(settings)
@@ -311,10 +353,24 @@ def digest_newsletter():
             log.warning("not delivered: %s", failure)
         return {"issue_id": prepared["issue_id"], "counts": counts, "failures": len(out.get("failures", []))}
 
+    @task(trigger_rule="all_done")
+    def purge_signups() -> dict:
+        """Maintenance, on every run (with or without an issue): web sign-ups never confirmed within `[signup]
+        purge_after_days` of their last request are deleted, with old sign-up request rows (README "Sign-up";
+        by hand: `newsletter subscribers purge-pending`)."""
+        from newsletter.pipeline.admin import purge_pending
+
+        out = purge_pending(common.settings())
+        log.info("purged %s unconfirmed sign-ups, %s request rows", out["subscribers"], out["requests"])
+        return out
+
+    purge_signups()
     ingested = ingest.expand(source=enabled_sources())
+    record_arrivals(ingested)
     freshness(ingested)
     built = build_issue(ingested)
     rendered = render_variants(built)
+    translate(built) >> rendered
     rendered >> test_send(built)
     prepared = prepare_ledger(built)
     rendered >> prepared

@@ -65,10 +65,16 @@ def ingest_feeds():
         map_index_template="{{ label }}",
         execution_timeout=timedelta(minutes=20),
         doc_md="Fetch (conditional GET) or read one source and store it; fails when the source failed as a whole.",
-        outlets=[PAPER_STORE_ARRIVALS],  # a paper-store asset event when papers arrived (newsletter_airflow.assets)
     )
     def ingest(source: str) -> dict:
         return common.ingest_source(source)
+
+    # The outlet: a paper-store asset event per source that brought papers (newsletter_airflow.assets).
+    @task(trigger_rule="all_done", outlets=[PAPER_STORE_ARRIVALS])
+    def record_arrivals(ingested: list[dict]) -> list[dict]:
+        """Record what the ingests brought as paper-store asset events (one per source with new or updated papers
+        or acceptances, with the counts; none when nothing arrived)."""
+        return common.record_arrivals(list(ingested))
 
     @task(trigger_rule="all_done", on_failure_callback=alert_ingestion_failing)
     def check_sources() -> dict:
@@ -91,7 +97,9 @@ def ingest_feeds():
         log.info("every source fetched fine")
         return {"failing_sources": failing}
 
-    ingest.expand(source=enabled_sources()) >> check_sources()
+    ingested = ingest.expand(source=enabled_sources())
+    record_arrivals(ingested)
+    ingested >> check_sources()
 
 
 ingest_feeds()

@@ -17,6 +17,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import time
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
@@ -152,6 +153,7 @@ ListId = Annotated[str, AfterValidator(_list_id)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Share = Annotated[float, Field(ge=0, le=1)]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
 # ---- sections -----------------------------------------------------------------------------------------------
@@ -213,6 +215,10 @@ class IssueSettings(Section):
     lookback_days: NonNegativeInt = 7  # a paper posted late joins the next issue within this many days
     topic_order: tuple[Name, ...] = ()  # these topics first, then by size
     empty_ok: bool = True  # `newsletter build` exits 0 (true) or 3 (false) when a period has nothing to send
+    # The weekly issue (README "Daily or weekly") covers Monday-Sunday local days and goes out on this morning of
+    # the following week (the weekly_newsletter DAG's schedule, in NEWSLETTER_DAG_TZ).
+    weekly_send_day: Weekday = "monday"
+    weekly_send_time: time = time(8, 0)
 
 
 class RenderSettings(Section):
@@ -285,6 +291,47 @@ class DeliverySettings(Section):
         return min(self.retry_max_s, self.retry_base_s * 2 ** max(0, attempts - 1))
 
 
+class TranslateSettings(Section):
+    """`[translate]`: machine translation of the Chinese summary and takeaways into English through an
+    OpenAI-compatible chat-completions endpoint (`newsletter.translate`). Off by default. The API key is never in
+    the file: it is read from the environment variable named by `api_key_env` (none for a local server)."""
+
+    enabled: bool = False
+    base_url: HttpUrl = "http://127.0.0.1:8080/v1"  # POST {base_url}/chat/completions
+    model: Name = "gpt-4o-mini"
+    api_key_env: Name = "NEWSLETTER_TRANSLATE_API_KEY"
+    timeout: PositiveFloat = 60.0  # seconds per request, retries included: a request never takes longer
+    retries: NonNegativeInt = 2  # extra attempts within the timeout for a network error, 429 or 5xx
+    backoff: NonNegativeFloat = 1.0  # first retry delay in seconds; doubles
+    batch_size: PositiveInt = 8  # papers per request; 1 = one request per paper
+    max_failures: PositiveInt = 3  # consecutive failed requests before the run stops asking (endpoint down)
+    json_mode: bool = True  # send response_format = json_object (turn off for a server that refuses it)
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class SignupSettings(Section):
+    """`[signup]`: the public sign-up form (double opt-in) of `newsletter serve` (deliver.signup)."""
+
+    enabled: bool = True  # false: /subscribe answers 404
+    confirm_ttl_hours: PositiveFloat = 48.0  # a confirmation link works this long
+    purge_after_days: PositiveFloat = 7.0  # unconfirmed sign-ups (and old request rows) are deleted after this
+    max_per_address: NonNegativeInt = 3  # confirmation emails to one address per address_window_hours
+    address_window_hours: PositiveFloat = 24.0
+    max_per_client: NonNegativeInt = 10  # confirmation emails requested by one client (IP) per client_window_hours
+    client_window_hours: PositiveFloat = 1.0
+
+    @model_validator(mode="after")
+    def _purge_after_expiry(self) -> Self:
+        if self.purge_after_days * 24 < self.confirm_ttl_hours:
+            raise ValueError("purge_after_days must not be shorter than confirm_ttl_hours (links would break)")
+        return self
+
+
 class ConfigFile(Section):
     """The whole file. `sources` is None when the file has no [[sources]] (then there are none)."""
 
@@ -295,6 +342,8 @@ class ConfigFile(Section):
     render: RenderSettings
     web: WebSettings
     delivery: DeliverySettings
+    translate: TranslateSettings
+    signup: SignupSettings
 
     @field_validator("sources")
     @classmethod
@@ -306,7 +355,7 @@ class ConfigFile(Section):
         return sources
 
 
-SECTIONS = ("newsletter", "fetch", "issue", "render", "web", "delivery")  # tables every file may omit
+SECTIONS = ("newsletter", "fetch", "issue", "render", "web", "delivery", "signup", "translate")  # may be omitted
 
 
 # ---- the settings every stage reads --------------------------------------------------------------------------
@@ -326,6 +375,8 @@ class Settings:
     render: RenderSettings = field(default_factory=RenderSettings)
     web: WebSettings = field(default_factory=WebSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    translate: TranslateSettings = field(default_factory=TranslateSettings)
+    signup: SignupSettings = field(default_factory=SignupSettings)
     config_path: str | None = None
 
     def source(self, name: str) -> Source:
@@ -413,6 +464,8 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         render=cfg.render,
         web=cfg.web,
         delivery=cfg.delivery,
+        translate=cfg.translate,
+        signup=cfg.signup,
         config_path=str(cfg_path) if cfg_path else None,
     )
 

@@ -17,6 +17,13 @@ class Language(StrEnum):
     BILINGUAL = "bilingual"
 
 
+class Frequency(StrEnum):
+    """How often a subscriber gets an issue, and which kind an issue is (README "Daily or weekly")."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
 class SourceKind(StrEnum):
     """How a configured source is read (see README "Configure")."""
 
@@ -30,6 +37,7 @@ class SubscriberStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    PENDING = "pending"  # signed up on the web, not confirmed yet: gets nothing but the confirmation email
 
 
 class DeliveryStatus(StrEnum):
@@ -126,6 +134,9 @@ class IssuePaper:
     first_post_date: date
     code_url: str | None = None  # registry.links: a repository or model
     project_url: str | None = None  # a project page
+    # Machine translation of summary_zh / takeaways ([translate]); empty when off or not translated yet.
+    summary_en: str | None = None
+    takeaways_en: list[str] = field(default_factory=list)  # one per takeaway, same order
 
 
 @dataclass
@@ -156,6 +167,7 @@ class Issue:
     sections: list[TopicSection]
     content_hash: str = ""
     archive_url: str = ""
+    frequency: str = Frequency.DAILY  # weekly: period_start..period_end is a Monday-Sunday week
 
     @property
     def n_papers(self) -> int:

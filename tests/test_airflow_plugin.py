@@ -381,10 +381,6 @@ def api_server(airflow_db, tmp_path_factory) -> Iterator[dict]:
         log.close()
 
 
-@pytest.mark.xfail(
-    reason="fails on main after the merges; the plugin branch's later fixes (ccfbd4a, ef80005) are not merged yet",
-    strict=False,
-)
 def test_api_server_serves_the_view_only_to_airflow_users(api_server):
     url, token = api_server["url"], api_server["token"]
     bearer = {"Authorization": f"Bearer {token}"}
@@ -452,4 +448,4 @@ def test_ingest_emits_a_paper_store_event_only_when_papers_arrive(airflow_db, tm
     assert {run_id for run_id, _, _ in events} == {runs[0]}, events  # the second run brought nothing: no event
     extras = [json.loads(extra) for _, _, extra in events]
     assert {e["source"] for e in extras} == {"sample-feed", "sample-markdown", "sample-text"}
-    assert sum(e["papers_new"] for e in extras) == 9 and all(task == "ingest" for _, task, _ in events)
+    assert sum(e["papers_new"] for e in extras) == 9 and all(task == "record_arrivals" for _, task, _ in events)

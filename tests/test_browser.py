@@ -178,3 +178,37 @@ def test_readable_without_head_styles(pages, mode, tmp_path):
         assert m["zhBlocks"] > 0 and 0 < m["zhRight"] <= 375, m
     assert m["height"] > 3000, m  # the papers are laid out as text, not collapsed or hidden
     screenshot(page, 375, f"email-{mode}-375-nostyle.png", tmp_path / "profile")
+
+
+@pytest.fixture(scope="module")
+def translated_pages(tmp_path_factory):
+    """#11: English takeaways ([translate]) in the en and bilingual emails, one paper with an English summary
+    standing in for a missing abstract, and a long unbreakable token in a translated takeaway."""
+    root = tmp_path_factory.mktemp("translated")
+    issue = make_issue(30, long_summaries=True, n_accepted=3, n_highlights=2, seed=4)
+    papers = [h.paper for h in issue.highlights] + [p for s in issue.sections for p in s.papers]
+    for p in papers:
+        p.takeaways_en = [
+            f"Decouples geometry from appearance, which improves novel-view quality by {k + 1}.4 dB with sparse inputs."
+            for k in range(len(p.takeaways))
+        ]
+    token = next(p for p in papers if p.takeaways_en)  # the first paper shown with takeaways
+    token.takeaways_en[0] = "Code: https://github.com/" + "x" * 90 + " " + token.takeaways_en[0]
+    first = issue.sections[0].papers[0]
+    first.abstract, first.summary_en = "", "A machine-translated summary standing in for the missing abstract. " * 3
+    out = {}
+    for mode in ("en", "bilingual"):
+        html, _ = personalize(render_variant(issue, mode), VALUES)
+        assert "Key takeaways (machine-translated)" in html and "x" * 90 in html
+        out[mode] = root / f"email-{mode}-translated.html"
+        out[mode].write_text(html)
+    return out
+
+
+@requires_chromium
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("mode", ["en", "bilingual"])
+def test_english_takeaways_fit_the_phone_and_the_desktop(translated_pages, mode, width, tmp_path):
+    m = measure(translated_pages[mode], width, tmp_path / "profile")
+    assert m["innerWidth"] == width and m["scrollWidth"] <= width, f"{mode} overflows at {width}px: {m}"
+    screenshot(translated_pages[mode], width, f"email-{mode}-translated-{width}.png", tmp_path / "profile")

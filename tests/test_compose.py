@@ -117,3 +117,24 @@ def test_the_image_copies_files_that_exist(compose):
     sources = [word for line in dockerfile.splitlines() if line.startswith("COPY")
                for word in line.split()[1:-1] if not word.startswith("--")]  # fmt: skip
     assert sources and all((ROOT / s).exists() for s in sources), sources
+
+
+def test_the_celery_profile_is_what_e2e_celery_proves(compose):
+    """scripts/e2e --celery runs the `celery` profile without Docker: every variable of the stack, a Redis broker,
+    the Celery results in the Airflow metadata database, `airflow celery worker`, an image with the celery extra."""
+    text = (ROOT / "scripts" / "e2e-celery").read_text(encoding="utf-8")
+    exports = set(re.findall(r"^export ((?:AIRFLOW|NEWSLETTER)[A-Z0-9_]*)=", text, re.M)) | set(
+        re.findall(r"^((?:AIRFLOW|NEWSLETTER)[A-Z0-9_]*)=\$\(", text, re.M)
+    )
+    stack = {k for k in compose["x-airflow-env"] if k.startswith(("AIRFLOW", "NEWSLETTER"))}
+    assert stack - exports == set(), "set by docker-compose.yml, missing in scripts/e2e-celery"
+    env = compose["x-airflow-env"]
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert "\nexport AIRFLOW__CELERY__BROKER_URL=redis://" in text
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")
+    metadata_db = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].rsplit("/", 1)[1]
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].rsplit("/", 1)[1] == metadata_db
+    assert "\nexport AIRFLOW__CELERY__RESULT_BACKEND=db+${PG_BASE/postgresql:/postgresql+psycopg:}/$AF_DB" in text
+    assert compose["services"]["airflow-worker"]["command"] == ["celery", "worker"]
+    assert "'$BIN/airflow' celery worker" in text
+    assert '-e ".[postgres,celery]"' in compose["x-build"]["dockerfile_inline"]

@@ -461,6 +461,6 @@ def test_defaults_agree_with_the_stage_defaults():
 def test_enum_values_are_the_stored_strings():
     assert [str(x) for x in Language] == ["en", "zh", "bilingual"]
     assert [str(x) for x in SourceKind] == ["feed", "markdown", "text"]
-    assert [str(x) for x in SubscriberStatus] == ["active", "unsubscribed", "bounced", "complained"]
+    assert [str(x) for x in SubscriberStatus] == ["active", "unsubscribed", "bounced", "complained", "pending"]
     assert [str(x) for x in DeliveryStatus] == ["pending", "sending", "sent", "failed", "bounced", "skipped"]
     assert [str(x) for x in TlsMode] == ["none", "starttls", "ssl"]

@@ -21,8 +21,10 @@ import sys
 import textwrap
 import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -228,7 +230,7 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     # Airflow 3 parses example DAGs as a bundle of their own: DagBag over dags/ holds only ours.
     info = _inspect(tmp_path)
     assert info["errors"] == {}
-    assert set(info["dags"]) == {"digest_newsletter", "ingest_feeds"}
+    assert set(info["dags"]) == {"digest_newsletter", "ingest_feeds", "weekly_newsletter"}  # weekly: test_weekly_dag
     digest, hourly = info["dags"]["digest_newsletter"], info["dags"]["ingest_feeds"]
 
     # A data interval timetable: the logical date (the interval's start) is the issue day.
@@ -236,8 +238,9 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     assert (digest["cron"], digest["tz"]) == ("0 8 * * *", "Asia/Shanghai")
     assert (digest["catchup"], digest["max_active_runs"], digest["start_date"]) == (False, 1, None)
     assert {"dry_run", "test_recipient", "resend", "topics"} <= set(digest["params"])
-    expected = {"enabled_sources", "ingest", "freshness", "build_issue", "render_variants", "test_send",
-                "prepare_ledger", "plan_senders", "send", "report"}  # fmt: skip
+    expected = {"enabled_sources", "ingest", "record_arrivals", "freshness", "build_issue", "translate",
+                "render_variants", "test_send", "prepare_ledger", "plan_senders", "send", "report",
+                "purge_signups"}  # fmt: skip
     assert set(digest["tasks"]) == expected
     for name in ("ingest", "send"):  # transient failures: retried with exponential backoff, mapped
         t = digest["tasks"][name]
@@ -248,7 +251,7 @@ def test_dagbag_loads_both_dags_without_errors(tmp_path):
     assert digest["tasks"]["build_issue"]["max_active_tis_per_dag"] == 1
 
     assert (hourly["cron"], hourly["catchup"], hourly["max_active_runs"]) == ("30 * * * *", False, 1)
-    assert set(hourly["tasks"]) == {"enabled_sources", "ingest", "check_sources"}
+    assert set(hourly["tasks"]) == {"enabled_sources", "ingest", "record_arrivals", "check_sources"}
     assert hourly["run_immediately"] == "True"
     assert digest["doc_md"] and hourly["doc_md"]
 
@@ -397,6 +400,50 @@ def test_sample_day_dry_run_real_run_test_copy_and_resend(tmp_path, airflow_db):
     assert by_smtp == sorted([*EVERYONE, *EVERYONE, "proof@example.org"])
     assert _sent_to(tmp_path / "newsletter.db") == EVERYONE
     assert (tmp_path / "archive" / "2026-11-25.html").is_file()
+    assert (tmp_path / "archive" / "feed.xml").is_file()  # the Atom feed, written with every archive page
+    assert all(run["tasks"]["purge_signups[-1]"] == "success" for run in (dry, real, proof, resend))
+    purged = _xcoms(tmp_path / "airflow", "purge_signups")
+    assert purged and all(x == {"subscribers": 0, "requests": 0} for x in purged), purged
+
+
+def test_translation_down_never_fails_the_run_and_up_reaches_english_readers(tmp_path, airflow_db):
+    """[translate] against a fake chat-completions server: first down (every request a 500), the run is green
+    and the mails are today's; then up, the next run's English and bilingual mails carry the translation."""
+    from tests.chat_server import ChatServer
+
+    label = "Key takeaways (machine-translated)"
+    with ChatServer() as chat:
+        extra = f"""
+[translate]
+enabled = true
+base_url = "{chat.base_url}"
+model = "fake-mt"
+timeout = 3
+retries = 0
+batch_size = 1
+"""
+        env = _env(tmp_path, airflow_db, _write_config(tmp_path, SAMPLE_SOURCES, extra))
+        # Down for the first run: it makes max_failures (3) failed requests in a row, then stops asking.
+        chat.script = [("status", 500)] * 3
+        runs = [
+            {"logical_date": "2026-11-25T00:00:00+00:00", "conf": {"dry_run": True}},
+            {"logical_date": None, "run_after": "2026-11-26T01:00:00+00:00", "conf": {"dry_run": True}},  # same day
+        ]
+        down, up = _run_dag(env, "digest_newsletter", runs)["runs"]
+        sizes = chat.batch_sizes
+
+    assert down["state"] == up["state"] == "success" and down["tasks"]["translate[-1]"] == "success", down
+    down_xcom, up_xcom = _xcoms(tmp_path / "airflow", "translate")
+    assert down_xcom["failed"] == 3 and down_xcom["skipped"] and not down_xcom["translated"], down_xcom
+    assert up_xcom["translated"] == up_xcom["requests"] == len(sizes) - 3 > 0 and not up_xcom["failed"], up_xcom
+    mails: dict[str, list[str]] = defaultdict(list)
+    for m in _mails(tmp_path / "outbox"):  # each dry run wrote everyone's mail
+        mails[m["Delivered-To"]].append(m.get_body(("html",)).get_content())
+    assert sorted(mails) == EVERYONE and all(len(v) == 2 for v in mails.values())
+    for who in ("alan@example.org", "ada@example.org"):  # en, bilingual: today's mail, then the English
+        assert sorted(label in h for h in mails[who]) == [False, True], who
+    assert not any(label in h for h in mails["li.wei@example.org"])  # zh: unchanged
+    assert any("in English" in h for h in mails["alan@example.org"])
 
 
 # The sender the test kills: ingest the sample, import the subscribers, send the day by SMTP (batches of 8).
@@ -702,3 +749,64 @@ def test_sigterm_to_the_airflow_send_task_requeues_its_claims(tmp_path, airflow_
         counts = smtp.counts()
     assert counts == {p: 1 for p in people}
     assert _sent_to(tmp_path / "newsletter.db") == people
+
+
+# ---- unpausing under a real scheduler ---------------------------------------------------------------------
+# The wall clock cannot be moved under a real scheduler, so the daily tick is moved instead: with the tick
+# 2 minutes ago, 12 hours ago and in 10 minutes (23 h 50 min ago), unpausing happens just after the morning run
+# was due, at midday and just before it. The scheduler, the DB clock and the timetable all read the real time.
+
+
+def _unpause_under_scheduler(home: Path, airflow_db: Path, tick: datetime) -> list[tuple[str, str, str]]:
+    """A fresh metadata DB, the DAGs parsed with the daily tick at `tick` (Asia/Shanghai), digest_newsletter
+    unpaused, then a real `airflow scheduler` for a few dozen loops: the runs it made (type, logical, run_after)."""
+    home.mkdir()
+    shutil.copy(airflow_db, home / "airflow.db")
+    env = _base_env(home)
+    env.update(
+        NEWSLETTER_DAG_CRON=f"{tick.minute} {tick.hour} * * *",
+        NEWSLETTER_DAG_TZ="Asia/Shanghai",
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__PARALLELISM="1",
+        AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="0.5",
+    )
+    for args in (["dags", "reserialize"], ["dags", "unpause", "digest_newsletter"]):
+        proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, cwd=home,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with (home / "scheduler.log").open("w") as log:
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "scheduler", "--num-runs", "30", "--skip-serve-logs"],
+            env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            scheduler.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            if scheduler.poll() is None:
+                os.killpg(scheduler.pid, signal.SIGKILL)
+                scheduler.wait(timeout=30)
+    with sqlite3.connect(home / "airflow.db") as db:
+        rows = db.execute("SELECT run_type, logical_date, run_after FROM dag_run WHERE dag_id = 'digest_newsletter'")
+        runs = [tuple(map(str, row)) for row in rows]
+    loops = (home / "scheduler.log").read_text(errors="replace")
+    assert "Exiting scheduler loop as requested number of runs" in loops or runs, loops[-3000:]
+    return runs
+
+
+@pytest.mark.parametrize("since_tick", [timedelta(minutes=2), timedelta(hours=12), timedelta(hours=23, minutes=50)],
+                         ids=["just-after-the-tick", "midday", "just-before-the-tick"])  # fmt: skip
+def test_unpausing_under_a_real_scheduler_runs_the_latest_due_issue_once(tmp_path, airflow_db, since_tick):
+    """Unpausing digest_newsletter at any time of day starts exactly one run, at once: the latest issue day whose
+    morning-after tick has passed (logical date = that issue day at the tick, due at the tick after)."""
+    now = datetime.now(ZoneInfo("Asia/Shanghai")).replace(second=0, microsecond=0)
+    last_tick = now - since_tick  # the latest daily tick, Asia/Shanghai local time
+    runs = _unpause_under_scheduler(tmp_path / "airflow", airflow_db, last_tick)
+    issue_day = last_tick - timedelta(days=1)  # the run due at last_tick is the previous day's issue
+    assert [r[0] for r in runs] == ["scheduled"], runs  # one run, made by the unpause
+    local = lambda v: datetime.fromisoformat(v).replace(tzinfo=UTC).astimezone(last_tick.tzinfo)  # noqa: E731
+    logical, run_after = local(runs[0][1]), local(runs[0][2])  # (SQLite keeps naive UTC)
+    assert (logical.date(), logical.time()) == (issue_day.date(), issue_day.time()), runs
+    assert run_after == last_tick and run_after <= now, runs  # due at once, not at the next tick

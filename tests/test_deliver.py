@@ -682,6 +682,9 @@ def test_fast_data_path_delivers_what_smtplib_delivers():
         real,
         real.removesuffix(b"\r\n"),  # no final line break
         b"Subject: x\r\n\r\n.leading dot\r\n..two dots\r\nend.\r\n.\r\n",
+        b".Subject: x\r\n\r\n" + b"a." * 300 + b"\r\n.dot after many\r\n",  # CRLF only: our replace
+        b"Subject: z\r\n\r\nbare\nLF\n.dot\r\n",  # bare LF: smtplib's own path
+        b"Subject: w\r\n\r\nbare\rCR\r\n.dot\r\n",
         b"Subject: y\r\n\r\nno dots at all",
     ]
     with SmtpServer() as server:

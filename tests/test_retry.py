@@ -59,3 +59,16 @@ def test_on_retry_sees_each_failed_try_and_one_attempt_means_no_retry():
     with pytest.raises(OSError):
         call(fn, Backoff(1, 0), transient=OSError, on_retry=seen.append, sleep=lambda _s: None)
     assert fn.calls == 1 and seen == [1, 2]
+
+
+def test_within_bounds_the_whole_call_no_wait_runs_past_it():
+    slept: list[float] = []
+    bounded = Flaky(10)
+    # Waits 0.5, 1, 2, 4 ...: the first would already end past the 0.3 s bound, so one try only.
+    assert call(bounded, Backoff(10, 0.5), retry_result=lambda r: r == "bad", sleep=slept.append, within=0.3) == "bad"
+    assert bounded.calls == 1 and slept == []
+    unbounded = Flaky(10)
+    call(unbounded, Backoff(10, 0.5), retry_result=lambda r: r == "bad", sleep=slept.append)
+    assert unbounded.calls == 10
+    roomy = Flaky(2)  # waits 0.01 and 0.02 fit in 60 s: within changes nothing then
+    assert call(roomy, Backoff(5, 0.01), retry_result=lambda r: r == "bad", sleep=lambda _s: None, within=60) == "ok"

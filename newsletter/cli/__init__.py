@@ -43,6 +43,7 @@ for _command in (
     store.venues,
     store.db,
     issues.build,
+    issues.translate,
     issues.archive,
     issues.preview,
     subscribers,

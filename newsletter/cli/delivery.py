@@ -14,6 +14,7 @@ from newsletter.cli.options import (
     dry_run_option,
     exit_status,
     format_option,
+    frequency_option,
     out,
     pass_settings,
     progress,
@@ -49,9 +50,16 @@ def _print_send(report: SendReport) -> None:
 @click.option("--test-recipient", metavar="ADDR", help="One copy to ADDR, outside the ledger.")
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel senders (PostgreSQL; SQLite uses one).")
 @click.option("--recover", is_flag=True, help="First requeue rows of crashed senders (see README).")
+@frequency_option()
 @pass_settings
 def send(
-    settings: Settings, day: date | None, dry_run: bool, test_recipient: str | None, workers: int | None, recover: bool
+    settings: Settings,
+    day: date | None,
+    dry_run: bool,
+    test_recipient: str | None,
+    workers: int | None,
+    recover: bool,
+    frequency: str,
 ) -> None:
     """Send an issue, exactly once (the ledger).
 
@@ -64,6 +72,7 @@ def send(
       newsletter send --date 2024-12-05 --dry-run
       newsletter send --date 2024-12-05 --test-recipient me@example.org
       newsletter send --date 2024-12-05 --workers 4 --recover
+      newsletter send --weekly --date 2024-12-01       # the week 2024-11-25 .. 12-01, weekly subscribers
     """
     with progress() as update:
         report = send_date(
@@ -74,6 +83,7 @@ def send(
             workers=workers,
             recover=recover,
             progress=update,
+            frequency=frequency,
         )
     _print_send(report)
     if not report.ok:
@@ -83,8 +93,9 @@ def send(
 @command()
 @date_option()
 @format_option("table", "json")
+@frequency_option()
 @pass_settings
-def deliveries(settings: Settings, day: date | None, fmt: str) -> None:
+def deliveries(settings: Settings, day: date | None, fmt: str, frequency: str) -> None:
     """Delivery counts by status, and failures.
 
     Each failure comes with the server's answer. Exit status 3 when the day has no issue.
@@ -94,7 +105,7 @@ def deliveries(settings: Settings, day: date | None, fmt: str) -> None:
       newsletter deliveries --date 2024-12-05
       newsletter deliveries --date 2024-12-05 --format json
     """
-    report = admin.deliveries(settings, day)
+    report = admin.deliveries(settings, day, frequency)
     if fmt == "json":
         click.echo(json.dumps(report, ensure_ascii=False, default=str))
         return
@@ -127,8 +138,9 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
 @command()
 @date_option()
 @dry_run_option("Everything but sending.")
+@frequency_option()
 @pass_settings
-def run(settings: Settings, day: date | None, dry_run: bool) -> None:
+def run(settings: Settings, day: date | None, dry_run: bool, frequency: str) -> None:
     """The main job: ingest, build, archive, send.
 
     What the scheduled run does, by hand: ingest, build the issue, render, write the archive page, send, report.
@@ -139,17 +151,25 @@ def run(settings: Settings, day: date | None, dry_run: bool) -> None:
     Examples:
       newsletter run
       newsletter run --date 2024-12-05 --dry-run
+      newsletter run --frequency weekly --date 2024-12-01
     """
     with progress() as update:
-        job = admin.run_job(settings, day, dry_run=dry_run, progress=update)
+        job = admin.run_job(settings, day, dry_run=dry_run, progress=update, frequency=frequency)
     failed = print_reports(job.ingest)
     if job.no_issue:
         click.echo(job.no_issue, err=True)
     if job.issue is not None:
+        what = f"week ending {job.issue.issue_date}" if job.issue.frequency == "weekly" else job.issue.issue_date
         click.echo(
-            f"issue {job.issue.issue_date}: {job.issue.n_papers} new papers in {len(job.issue.sections)} topics, "
+            f"issue {what}: {job.issue.n_papers} new papers in {len(job.issue.sections)} topics, "
             f"{len(job.issue.highlights)} acceptance highlights"
         )
+        if job.translate is not None:
+            t = job.translate
+            click.echo(
+                f"translate: {t['cached']} cached, {t['translated']} translated, {t['failed']} failed, "
+                f"{t['skipped']} skipped ({t['requests']} requests)"
+            )
         click.echo(f"archive page: {job.archive}")
     if job.send is not None:
         _print_send(job.send)

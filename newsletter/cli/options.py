@@ -22,7 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.config import ConfigError, load_settings
 from newsletter.deliver.stopping import SendInterrupted
-from newsletter.deliver.subscribers import LANGUAGES, STATUSES, SubscriberError
+from newsletter.deliver.subscribers import FREQUENCIES, LANGUAGES, STATUSES, SubscriberError
 from newsletter.deliver.transport import SendFailure, TransportError
 from newsletter.pipeline.admin import NoIssue
 
@@ -201,6 +201,37 @@ def _parents(ctx: click.Context) -> Iterator[click.Context]:
 
 def date_option(help: str = "Issue date (default: the newest post date in the store).") -> Decorator:
     return click.option("--date", "day", type=Day(), help=help)
+
+
+FREQUENCY_HELP = "Which issue: the day's (default) or that of the Monday-Sunday week containing --date."
+
+
+def frequency_option(help: str = FREQUENCY_HELP) -> Decorator:
+    """--frequency daily|weekly, and --weekly as its short form; the command gets `frequency`."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def merged(*args: Any, frequency: str | None = None, weekly: bool = False, **kwargs: Any) -> Any:
+            if weekly and frequency == "daily":
+                raise click.UsageError("--weekly contradicts --frequency daily")
+            return fn(*args, frequency="weekly" if weekly else frequency or "daily", **kwargs)
+
+        merged = click.option("--weekly", is_flag=True, help="Same as --frequency weekly.")(merged)
+        return click.option(
+            "--frequency", type=click.Choice([str(f) for f in FREQUENCIES]), help=help + " [default: daily]"
+        )(merged)
+
+    return decorate
+
+
+def subscriber_frequency_option(default: str | None = None) -> Decorator:
+    return click.option(
+        "--frequency",
+        type=click.Choice([str(f) for f in FREQUENCIES]),
+        default=default,
+        show_default=bool(default),
+        help="daily: every day's issue; weekly: one issue a week (Monday-Sunday).",
+    )
 
 
 def since_until(kind: click.ParamType, since: str, until: str) -> Decorator:

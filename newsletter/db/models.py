@@ -141,9 +141,12 @@ class IssueRow(Base):
     """One newsletter issue: a period and the papers it features. Rebuilt identically for the same period."""
 
     __tablename__ = "issues"
+    __table_args__ = (UniqueConstraint("frequency", "issue_date", name="uq_issue_frequency_date"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    issue_date: Mapped[date] = mapped_column(Date, unique=True)
+    issue_date: Mapped[date] = mapped_column(Date)  # the period's last local day (a weekly issue: its Sunday)
+    # daily | weekly: each frequency has its own issues, and a paper is featured as new once per frequency.
+    frequency: Mapped[str] = mapped_column(String(8), default="daily", server_default="daily")
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     content_hash: Mapped[str] = mapped_column(String(64))
@@ -185,11 +188,37 @@ class Subscriber(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     language: Mapped[str] = mapped_column(String(16), default="bilingual")  # en | zh | bilingual
     topics: Mapped[list | None] = mapped_column(JSON)  # None: every topic
+    frequency: Mapped[str] = mapped_column(String(8), default="daily", server_default="daily")  # daily | weekly
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class SignupRequest(Base):
+    """One sign-up email to send: a confirmation request (with the choices made on the form, applied when it is
+    confirmed) or the welcome after confirming. Created before anything is sent and claimed (pending -> sending)
+    by exactly one sender, so each request gets at most one email; the rows also count for the rate limits."""
+
+    __tablename__ = "signup_requests"
+    __table_args__ = (Index("ix_signup_requests_email_created", "email", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # confirm | welcome
+    email: Mapped[str] = mapped_column(String(320))  # the address the email goes to
+    client: Mapped[str | None] = mapped_column(String(64), index=True)  # keyed hash of the client address
+    name: Mapped[str] = mapped_column(String(200), default="")
+    language: Mapped[str] = mapped_column(String(16), default="bilingual")
+    topics: Mapped[list | None] = mapped_column(JSON)  # None: every topic
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sending|sent|failed
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # of the confirmation link
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Delivery(Base):
@@ -248,3 +277,20 @@ class OpenAlert(Base):
     since: Mapped[date] = mapped_column(Date)  # the day the outage was first seen
     last_seen: Mapped[date] = mapped_column(Date)  # the latest day that still showed it
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Translation(Base):
+    """A machine translation of one paper's Chinese summary and takeaways into English (`newsletter.translate`).
+    Keyed by what was translated (`source_hash` of the Chinese text) and by whom (`model`): a paper is never
+    translated twice, and a changed source text is a new key, so it is translated again."""
+
+    __tablename__ = "translations"
+    __table_args__ = (UniqueConstraint("paper_id", "source_hash", "model", name="uq_translation_source_model"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    source_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the summary and takeaways translated
+    model: Mapped[str] = mapped_column(String(200))
+    summary_en: Mapped[str | None] = mapped_column(Text)
+    takeaways_en: Mapped[list] = mapped_column(JSON, default=list)  # one per Chinese takeaway, same order
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -83,6 +83,7 @@ class LedgerResult:
     existing: int = 0  # rows already there (a re-run): left untouched
     skipped: list[str] = field(default_factory=list)  # active subscribers with nothing in the issue
     inactive: int = 0  # unsubscribed/bounced subscribers passed in: never queued
+    other_frequency: int = 0  # subscribers passed in who read the other frequency (daily vs weekly): never queued
 
     def as_dict(self) -> dict:
         return {**asdict(self), "skipped": len(self.skipped)}
@@ -111,22 +112,26 @@ def prepare_ledger(
     ms: MessageSettings | None = None,
     chunk: int = 1000,
 ) -> LedgerResult:
-    """One pending row per (issue, active subscriber with something to read) that has none yet. Idempotent and
-    safe to run concurrently (INSERT ... ON CONFLICT DO NOTHING); existing rows are never modified.
-    `created` counts the rows this call inserted (RETURNING), `existing` those another run (earlier, or at the
-    same time) had inserted: two concurrent first runs say N new / 0 existing and 0 new / N existing.
-    `subscribers`: default every active subscriber, streamed from the database."""
+    """One pending row per (issue, active subscriber of the issue's frequency with something to read) that has
+    none yet. Idempotent and safe to run concurrently (INSERT ... ON CONFLICT DO NOTHING); existing rows are never
+    modified. `created` counts the rows this call inserted (RETURNING), `existing` those another run (earlier, or
+    at the same time) had inserted: two concurrent first runs say N new / 0 existing and 0 new / N existing.
+    `subscribers`: default every active subscriber of that frequency, streamed from the database.
+    Daily readers never get a weekly issue and weekly readers never a daily one."""
     issue = session.get(IssueRow, issue_id)
     if issue is None:
         raise ValueError(f"no issue with id {issue_id}")
     ms = ms or MessageSettings()
     topics = issue_topics(session, issue_id)
     if subscribers is None:
-        subscribers = _active_subscribers(session, chunk)
+        subscribers = _active_subscribers(session, chunk, issue.frequency)
     result, now, rows, eligible = LedgerResult(), utcnow(), [], 0
     for sub in subscribers:
         if sub.status != "active":
             result.inactive += 1
+            continue
+        if (sub.frequency or "daily") != issue.frequency:
+            result.other_frequency += 1
             continue
         if sub.topics and not any(normalize_key(t) in topics for t in sub.topics):
             result.skipped.append(sub.email)
@@ -142,11 +147,13 @@ def prepare_ledger(
     return result
 
 
-def _active_subscribers(session: Session, chunk: int) -> Iterator[Subscriber]:
-    """Every active subscriber, `chunk` at a time by id (memory stays flat however long the list)."""
+def _active_subscribers(session: Session, chunk: int, frequency: str) -> Iterator[Subscriber]:
+    """Every active subscriber of `frequency`, `chunk` at a time by id (memory stays flat however long the list)."""
     last = 0
     while True:
-        query = select(Subscriber).where(Subscriber.status == "active", Subscriber.id > last)
+        query = select(Subscriber).where(
+            Subscriber.status == "active", Subscriber.frequency == frequency, Subscriber.id > last
+        )
         page = list(session.scalars(query.order_by(Subscriber.id).limit(chunk)))
         if not page:
             return

@@ -491,11 +491,11 @@ def send_issue(
         missing = needed_variants(session, issue_id) - set(variants)
         if missing:
             raise ValueError(f"variants not rendered: {', '.join(sorted(missing))}")
-        issue_date = issue.issue_date
+        issue_date, frequency = issue.issue_date, issue.frequency
         if dry_run:
             return _dry_run(session, issue_id, issue_date, variants, ms, cfg, worker)
     with session_scope(settings.database_url) as session:
-        serialize(session, issue_lock(issue_date))  # never in the middle of a concurrent rebuild of this issue
+        serialize(session, issue_lock(issue_date, frequency))  # never in the middle of a concurrent rebuild
         freeze_issue(session, issue_id)  # from now on a rebuild keeps exactly these papers
     n = cfg.workers if not settings.database_url.startswith("sqlite") else 1
     names = [worker] if n == 1 else [f"{worker}/{i}" for i in range(n)]

@@ -1,4 +1,4 @@
-"""Subscribers: validated, normalised addresses with a language mode and a topic selection.
+"""Subscribers: validated, normalised addresses with a language mode, a topic selection and a frequency.
 
 Imports never resubscribe someone who unsubscribed, bounced or complained: that person's choice (or their
 mailbox's answer) wins over an old spreadsheet. Use `newsletter subscribers set --status active` to override.
@@ -20,12 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.db.models import Subscriber
-from newsletter.records import Language, SubscriberStatus
+from newsletter.records import Frequency, Language, SubscriberStatus
 from newsletter.registry.topics import canonical_topic
 
 LANGUAGES = tuple(Language)
 STATUSES = tuple(SubscriberStatus)
+FREQUENCIES = tuple(Frequency)
 REQUIRED_COLUMNS = ("email", "name", "language", "topics")
+EXPORT_COLUMNS = (*REQUIRED_COLUMNS, "frequency", "status")  # what `subscribers export` writes (import reads it)
 NAME_MAX_CHARS = 100  # a name is a greeting and a To: display name, and a header line has 998 octets at most
 
 
@@ -57,6 +59,14 @@ def parse_language(raw: str | None) -> str:
     return value
 
 
+def parse_frequency(raw: str | None) -> str:
+    """daily (also when empty) or weekly."""
+    value = (raw or "").strip().lower() or Frequency.DAILY
+    if value not in FREQUENCIES:
+        raise SubscriberError(f"frequency must be one of {', '.join(FREQUENCIES)}, got {raw!r}")
+    return str(value)
+
+
 def parse_topics(raw: str | list[str] | None) -> list[str] | None:
     """';'-separated topics (or a list); empty means every topic (None)."""
     items = raw.split(";") if isinstance(raw, str) else list(raw or [])
@@ -72,7 +82,9 @@ def get(session: Session, email: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.email == normalise_email(email)))
 
 
-def add(session: Session, email: str, name: str = "", language: str = "bilingual", topics=None) -> Subscriber:
+def add(
+    session: Session, email: str, name: str = "", language: str = "bilingual", topics=None, frequency: str = "daily"
+) -> Subscriber:
     email = normalise_email(email)
     if session.scalar(select(Subscriber).where(Subscriber.email == email)):
         raise SubscriberError(f"{email} is already subscribed (use `subscribers set` to change it)")
@@ -82,6 +94,7 @@ def add(session: Session, email: str, name: str = "", language: str = "bilingual
         name=check_name(name),
         language=parse_language(language),
         topics=parse_topics(topics),
+        frequency=parse_frequency(frequency),
         status="active",
         created_at=now,
         updated_at=now,
@@ -102,8 +115,8 @@ def set_status(sub: Subscriber, status: str, reason: str | None = None) -> bool:
     return True
 
 
-def update(sub: Subscriber, name=None, language=None, topics=None, all_topics: bool = False) -> bool:
-    before = (sub.name, sub.language, sub.topics)
+def update(sub: Subscriber, name=None, language=None, topics=None, all_topics: bool = False, frequency=None) -> bool:
+    before = (sub.name, sub.language, sub.topics, sub.frequency)
     if name is not None:
         sub.name = check_name(name)
     if language is not None:
@@ -112,7 +125,9 @@ def update(sub: Subscriber, name=None, language=None, topics=None, all_topics: b
         sub.topics = None
     elif topics is not None:
         sub.topics = parse_topics(topics)
-    changed = before != (sub.name, sub.language, sub.topics)
+    if frequency is not None:
+        sub.frequency = parse_frequency(frequency)
+    changed = before != (sub.name, sub.language, sub.topics, sub.frequency)
     if changed:
         sub.updated_at = _now()
     return changed
@@ -240,17 +255,19 @@ def _import_row(session: Session, row: dict, seen: set[str], report: ImportRepor
         raise SubscriberError(f"{email} appears twice in the file")
     seen.add(email)
     language, topics = parse_language(row.get("language")), parse_topics(row.get("topics"))
+    # No frequency column: new rows are daily and existing ones keep theirs; an empty cell is daily.
+    frequency = parse_frequency(row["frequency"]) if "frequency" in row else None
     name = (row.get("name") or "").strip()
     if len(name) > NAME_MAX_CHARS:  # a spreadsheet cell gone wrong: keep the subscriber, cut the name
         report.notes.append(f"row {lineno}: {email}: name cut from {len(name):,} to {NAME_MAX_CHARS} characters")
         name = name[:NAME_MAX_CHARS].rstrip()
     sub = session.scalar(select(Subscriber).where(Subscriber.email == email))
     if sub is None:
-        add(session, email, name, language, topics)
+        add(session, email, name, language, topics, frequency or Frequency.DAILY)
         report.added += 1
     elif sub.status != "active":
         report.kept_out.append(f"{email}: {sub.status}, not resubscribed by an import")
-    elif update(sub, name=name, language=language, topics=topics or [], all_topics=topics is None):
+    elif update(sub, name=name, language=language, topics=topics or [], all_topics=topics is None, frequency=frequency):
         report.updated += 1
     else:
         report.unchanged += 1
@@ -258,3 +275,13 @@ def _import_row(session: Session, row: dict, seen: set[str], report: ImportRepor
 
 def active(session: Session) -> list[Subscriber]:
     return list(session.scalars(select(Subscriber).where(Subscriber.status == "active").order_by(Subscriber.id)))
+
+
+def export_csv(session: Session) -> str:
+    """Every subscriber as CSV (EXPORT_COLUMNS, by address): what `import_csv` reads back unchanged."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for sub in session.scalars(select(Subscriber).order_by(Subscriber.email)):
+        writer.writerow([sub.email, sub.name, sub.language, ";".join(sub.topics or []), sub.frequency, sub.status])
+    return buffer.getvalue()

@@ -1,4 +1,4 @@
-"""HMAC-signed tokens for unsubscribe and preferences links.
+"""HMAC-signed tokens for unsubscribe and preferences links, and expiring ones for sign-up confirmations.
 
 A token is `<subscriber id>.<purpose>.<signature>`; the signature is HMAC-SHA256 over id, purpose and the
 subscriber's email, keyed by NEWSLETTER_TOKEN_SECRET. Binding the email means a token stops working if the
@@ -109,3 +109,38 @@ def verify(token: str, email: str, purpose: str) -> bool:
     if got_purpose != purpose:
         return False
     return any(hmac.compare_digest(sig, _sign(s, sid, purpose, email)) for s in secrets())
+
+
+# ---- confirmation links: bound to one sign-up request, and expiring -------------------------------------------
+
+CONFIRM = "confirm"
+
+
+def make_confirm_token(request_id: int, email: str, expires: int) -> str:
+    """`<request id>.c.<expiry, Unix seconds>.<signature>`: the expiry is signed too, so it cannot be extended."""
+    sig = _sign(secrets()[0], request_id, _confirm_purpose(expires), email)
+    return f"{request_id}.c.{expires}.{sig}"
+
+
+def _confirm_purpose(expires: int) -> str:
+    return f"{CONFIRM}\x1f{expires}"
+
+
+def parse_confirm_token(token: str) -> tuple[int, int, str]:
+    """Split without verifying: (request id, expiry, signature)."""
+    try:
+        rid, short, expires, sig = token.split(".")
+        if short != "c":
+            raise ValueError(short)
+        return int(rid), int(expires), sig
+    except (ValueError, AttributeError) as exc:
+        raise TokenError("invalid token") from exc
+
+
+def verify_confirm(token: str, email: str) -> bool:
+    """The signature only (one HMAC per secret); whether it has expired is the caller's question."""
+    try:
+        rid, expires, sig = parse_confirm_token(token)
+    except TokenError:
+        return False
+    return any(hmac.compare_digest(sig, _sign(s, rid, _confirm_purpose(expires), email)) for s in secrets())

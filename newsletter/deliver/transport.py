@@ -214,8 +214,15 @@ class _FastData:
     # subscribers). tests/test_deliver.py::test_fast_data_path_delivers_what_smtplib_delivers compares the two.
 
     def data(self, msg):
-        if not isinstance(msg, bytes) or _may_need_dot_stuffing(msg):
+        if not isinstance(msg, bytes):
             return super().data(msg)
+        if _may_need_dot_stuffing(msg):
+            if not msg.count(b"\r") == msg.count(b"\n") == msg.count(b"\r\n"):
+                return super().data(msg)  # bare CR or LF: smtplib also normalises the line endings
+            # Every line ends in CRLF: stuffing is one C-level replace instead of smtplib's regex (3-4x faster
+            # on the QP-encoded English digests, which hold a thousand dots and defeat the scan).
+            msg = msg.replace(b"\r\n.", b"\r\n..")
+            msg = b"." + msg if msg.startswith(b".") else msg
         self.putcmd("data")
         code, repl = self.getreply()
         if code != 354:

@@ -14,8 +14,11 @@ Rules (README "What an issue contains" repeats them for readers):
 - Order: highlights by prominence (main-conference tracks before workshops; oral, spotlight, highlight before
   the rest), then venue name, then title. Topics in the configured order, then by size (largest first), then
   name. Inside a topic: accepted papers first, then upstream order.
-- Storage: one `issues` row per issue date with its items and a content hash. A rebuild for the same period
-  gives the same issue; once delivery has started the issue is frozen and its membership never changes.
+- Storage: one `issues` row per (frequency, issue date) with its items and a content hash. A rebuild for the same
+  period gives the same issue; once delivery has started the issue is frozen and its membership never changes.
+- Frequencies: a daily issue covers one local day; a weekly one Monday-Sunday (its issue date is the Sunday).
+  Each frequency keeps its own memory of what was featured: "featured as new once" and "highlighted once" hold
+  per frequency, so a weekly reader gets a paper once even though daily readers had it on Tuesday.
 """
 
 from __future__ import annotations
@@ -31,24 +34,37 @@ from sqlalchemy.orm import Session, selectinload
 
 from newsletter.config import IssueSettings
 from newsletter.db.models import AcceptanceEvent, IssueItem, IssueRow, Paper
-from newsletter.records import Highlight, Issue, IssuePaper, TopicSection, Venue
+from newsletter.records import Frequency, Highlight, Issue, IssuePaper, TopicSection, Venue
 from newsletter.registry.topics import topic_names
 from newsletter.store.query import ordered_sightings
+from newsletter.translate.cache import lookup, source_hash
 
 TRACK_RANK = {"oral": 0, "spotlight": 1, "highlight": 2, None: 3, "poster": 4, "findings": 5}
 
 
 @dataclass(frozen=True)
 class Period:
-    """A span of local days [first, last] in one timezone."""
+    """A span of local days [first, last] in one timezone, and the kind of issue it is for."""
 
     first: date
     last: date
     timezone: str = "Asia/Shanghai"
+    frequency: str = Frequency.DAILY
 
     @classmethod
     def day(cls, day: date, timezone: str) -> Period:
         return cls(day, day, timezone)
+
+    @classmethod
+    def week(cls, day: date, timezone: str) -> Period:
+        """The Monday-Sunday week (local days) that contains `day`: the period of a weekly issue."""
+        monday = day - timedelta(days=day.weekday())
+        return cls(monday, monday + timedelta(days=6), timezone, Frequency.WEEKLY)
+
+    @classmethod
+    def of(cls, day: date, timezone: str, frequency: str = Frequency.DAILY) -> Period:
+        """The period of the `frequency` issue that covers `day`."""
+        return cls.week(day, timezone) if frequency == Frequency.WEEKLY else cls.day(day, timezone)
 
     @classmethod
     def from_interval(cls, start: datetime, end: datetime, timezone: str) -> Period:
@@ -75,12 +91,15 @@ class _Selection:
     events: list[AcceptanceEvent] = field(default_factory=list)
 
 
-def _featured_elsewhere(session: Session, issue_date: date, role: str) -> select:
-    return (
-        select(IssueItem.paper_id if role == "new" else IssueItem.event_id)
-        .join(IssueRow, IssueRow.id == IssueItem.issue_id)
-        .where(IssueRow.issue_date != issue_date, IssueItem.role == role)
+def _featured_elsewhere(session: Session, period: Period, role: str) -> select:
+    """Papers (role new) or events (role highlight) in another issue of the same frequency. A paper counts as
+    featured whatever its role there: one that was new and accepted inside one period was shown as a highlight
+    only, and must not come back as new in the next issue (likely in a weekly issue's seven days)."""
+    query = select(IssueItem.paper_id if role == "new" else IssueItem.event_id).join(
+        IssueRow, IssueRow.id == IssueItem.issue_id
     )
+    query = query.where(IssueRow.frequency == period.frequency, IssueRow.issue_date != period.last)
+    return query if role == "new" else query.where(IssueItem.role == role)
 
 
 def _select(session: Session, period: Period, cfg: IssueSettings) -> _Selection:
@@ -88,13 +107,13 @@ def _select(session: Session, period: Period, cfg: IssueSettings) -> _Selection:
     new = session.scalars(
         select(Paper)
         .where(Paper.first_post_date >= window_start, Paper.first_post_date <= period.last)
-        .where(Paper.id.not_in(_featured_elsewhere(session, period.last, "new")))
+        .where(Paper.id.not_in(_featured_elsewhere(session, period, "new")))
         .options(selectinload(Paper.sightings))
     ).all()
     events = session.scalars(
         select(AcceptanceEvent)
         .where(AcceptanceEvent.event_date >= window_start, AcceptanceEvent.event_date <= period.last)
-        .where(AcceptanceEvent.id.not_in(_featured_elsewhere(session, period.last, "highlight")))
+        .where(AcceptanceEvent.id.not_in(_featured_elsewhere(session, period, "highlight")))
         .order_by(AcceptanceEvent.id)
     ).all()
     return _Selection(list(new), _latest_event_per_paper(events))
@@ -159,13 +178,18 @@ def _sections(papers: list[IssuePaper], upstream_rank: dict[int, int], cfg: Issu
     return sections
 
 
-def _previously_featured(session: Session, paper_ids: list[int], issue_date: date) -> set[int]:
+def _previously_featured(session: Session, paper_ids: list[int], period: Period) -> set[int]:
+    """Papers an earlier issue of the same frequency showed: its readers saw them ("featured on ...")."""
     if not paper_ids:
         return set()
     rows = session.scalars(
         select(IssueItem.paper_id)
         .join(IssueRow, IssueRow.id == IssueItem.issue_id)
-        .where(IssueItem.paper_id.in_(paper_ids), IssueRow.issue_date < issue_date)
+        .where(
+            IssueItem.paper_id.in_(paper_ids),
+            IssueRow.frequency == period.frequency,
+            IssueRow.issue_date < period.last,
+        )
     )
     return set(rows)
 
@@ -176,7 +200,7 @@ def _assemble(session: Session, period: Period, cfg: IssueSettings, sel: _Select
     for ev in sel.events:
         if ev.paper_id not in papers:
             papers[ev.paper_id] = session.get(Paper, ev.paper_id)
-    earlier = _previously_featured(session, list(highlighted), period.last)
+    earlier = _previously_featured(session, list(highlighted), period)
     highlights = sorted(
         (
             Highlight(
@@ -198,20 +222,47 @@ def _assemble(session: Session, period: Period, cfg: IssueSettings, sel: _Select
         period_end=period.end.isoformat(),
         highlights=highlights,
         sections=_sections(new, rank, cfg),
+        frequency=str(period.frequency),
     )
+
+
+def _attach_translations(session: Session, issue: Issue, model: str) -> None:
+    """Each paper's cached English translation by `model`, when it was made from the paper's current text."""
+    papers = [h.paper for h in issue.highlights] + [p for s in issue.sections for p in s.papers]
+    hashes = {p.paper_id: h for p in papers if (h := source_hash(p.summary_zh, p.takeaways))}
+    found = lookup(session, hashes, model)
+    for p in papers:
+        row = found.get(p.paper_id)
+        if row is not None:
+            p.summary_en, p.takeaways_en = row.summary_en, list(row.takeaways_en or ())
+
+
+_UNTRANSLATED = {"summary_en": None, "takeaways_en": []}
+
+
+def _without_empty_translations(node):
+    """asdict() output without the translation fields where they are empty: an issue nobody translated keeps
+    the hash it had before translations existed (so its stored variants are not re-rendered for nothing)."""
+    if isinstance(node, dict):
+        return {k: _without_empty_translations(v) for k, v in node.items()
+                if not (k in _UNTRANSLATED and v == _UNTRANSLATED[k])}  # fmt: skip
+    if isinstance(node, list):
+        return [_without_empty_translations(v) for v in node]
+    return node
 
 
 def content_hash(issue: Issue) -> str:
     body = {"highlights": [asdict(h) for h in issue.highlights], "sections": [asdict(s) for s in issue.sections]}
+    body = _without_empty_translations(body)
     raw = json.dumps(body, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 def _save(session: Session, issue: Issue, period: Period, events: list[AcceptanceEvent]) -> IssueRow:
     now = datetime.now(UTC)
-    row = session.scalar(select(IssueRow).where(IssueRow.issue_date == issue.issue_date))
+    row = _row(session, period)
     if row is None:
-        row = IssueRow(issue_date=issue.issue_date, created_at=now)
+        row = IssueRow(issue_date=issue.issue_date, frequency=str(period.frequency), created_at=now)
         session.add(row)
     row.period_start, row.period_end = period.start, period.end
     row.content_hash, row.updated_at = issue.content_hash, now
@@ -248,11 +299,21 @@ def _frozen_selection(session: Session, row: IssueRow) -> _Selection:
     return _Selection(list(new), list(events))
 
 
-def build_issue(session: Session, period: Period, cfg: IssueSettings) -> Issue | None:
-    """Select, order and store the issue for `period`; None when it has nothing to say."""
-    row = session.scalar(select(IssueRow).where(IssueRow.issue_date == period.last))
+def _row(session: Session, period: Period) -> IssueRow | None:
+    return session.scalar(
+        select(IssueRow).where(IssueRow.issue_date == period.last, IssueRow.frequency == period.frequency)
+    )
+
+
+def build_issue(session: Session, period: Period, cfg: IssueSettings, translations: str | None = None) -> Issue | None:
+    """Select, order and store the issue for `period` (its frequency included); None when it has nothing to say.
+    `translations`: the model whose cached English translations the papers carry (None: none, as without
+    [translate])."""
+    row = _row(session, period)
     sel = _frozen_selection(session, row) if row is not None and row.frozen else _select(session, period, cfg)
     issue = _assemble(session, period, cfg, sel)
+    if translations:
+        _attach_translations(session, issue, translations)
     if not issue.highlights and not issue.n_papers:
         if row is not None and not row.frozen:
             session.delete(row)  # its papers moved to another issue: an empty issue must not linger
@@ -263,9 +324,16 @@ def build_issue(session: Session, period: Period, cfg: IssueSettings) -> Issue |
     return issue
 
 
-def issue_lock(day: date) -> str:
-    """The name under which building and freezing the issue of `day` take turns (`db.serialize`)."""
-    return f"issue:{day.isoformat()}"
+def archive_name(issue_date: date, frequency: str = Frequency.DAILY) -> str:
+    """The archive page's name (file stem and URL path under /archive/): the day, or "week-<Monday>"."""
+    if frequency == Frequency.WEEKLY:
+        return f"week-{(issue_date - timedelta(days=issue_date.weekday())).isoformat()}"
+    return issue_date.isoformat()
+
+
+def issue_lock(issue_date: date, frequency: str = Frequency.DAILY) -> str:
+    """The name under which building and freezing one issue take turns (`db.serialize`)."""
+    return f"issue:{frequency}:{issue_date.isoformat()}"
 
 
 def freeze_issue(session: Session, issue_id: int) -> None:

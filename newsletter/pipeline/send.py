@@ -23,6 +23,7 @@ from newsletter.deliver.sender import SendReport, default_worker, probe_variants
 from newsletter.deliver.subscribers import normalise_email
 from newsletter.deliver.transport import TransportFactory
 from newsletter.pipeline import steps as pipeline
+from newsletter.records import Frequency
 from newsletter.render.variant import render_variant
 
 log = logging.getLogger(__name__)
@@ -38,18 +39,21 @@ def send_date(
     recover: bool = False,
     progress: Progress | None = None,
     transport_factory: TransportFactory | None = None,
+    frequency: str = Frequency.DAILY,
 ) -> SendReport:
     """`newsletter send --date D`: build (or load the frozen) issue, queue the ledger, render the variants it
     needs, send. `dry_run`: nothing is sent, queued or frozen (the issue itself is built and stored, as the
     issue step would); the report says what would be sent per variant (each variant is rendered and one
     message of it assembled). `test_recipient`: one copy to that address
     (their own variant if they subscribe, else bilingual with every topic), outside the ledger. `recover`: first
-    put rows of crashed workers (claimed longer than `stale_after_s` ago) back to pending."""
+    put rows of crashed workers (claimed longer than `stale_after_s` ago) back to pending. `frequency` weekly:
+    the issue of the Monday-Sunday week containing `day`, for the weekly subscribers."""
 
     cfg, ms = settings.delivery, MessageSettings.from_settings(settings)
-    issue, _ = pipeline.build_step(settings, pipeline.period_for(settings, day))
+    issue, _ = pipeline.build_step(settings, pipeline.period_for(settings, day, frequency))
     if issue is None:
-        return SendReport(0, default_worker(), dry_run=dry_run, note=f"no issue for {day}: nothing to send")
+        what = f"week of {day}" if frequency == Frequency.WEEKLY else str(day)
+        return SendReport(0, default_worker(), dry_run=dry_run, note=f"no issue for {what}: nothing to send")
     if test_recipient:
         return _send_test_copy(settings, issue, test_recipient, transport_factory)
     with session_scope(settings.database_url) as session:
@@ -88,8 +92,12 @@ def _send_test_copy(settings: Settings, issue, address: str, factory: TransportF
     return report
 
 
-def deliveries_for_date(settings: Settings, day: date) -> dict | None:
-    """`newsletter deliveries --date D`: the ledger report of that date's issue (None when there is none)."""
+def deliveries_for_date(settings: Settings, day: date, frequency: str = Frequency.DAILY) -> dict | None:
+    """`newsletter deliveries --date D`: the ledger report of that date's (or week's) issue (None when there is
+    none)."""
+    last = pipeline.period_for(settings, day, frequency).last
     with session_scope(settings.database_url) as session:
-        issue_id = session.scalar(select(IssueRow.id).where(IssueRow.issue_date == day))
+        issue_id = session.scalar(
+            select(IssueRow.id).where(IssueRow.issue_date == last, IssueRow.frequency == frequency)
+        )
         return None if issue_id is None else deliveries_report(session, issue_id)

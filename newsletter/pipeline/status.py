@@ -18,6 +18,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.db.models import Delivery, FetchLog, IssueItem, IssueRow, IssueVariant, Paper, Sighting, Subscriber
 from newsletter.deliver.ledger import STATUSES, aware, parse_variant_key
+from newsletter.issue.build import archive_name
 from newsletter.pipeline.steps import _consecutive_failures, archive_dir, archive_url, render_options
 from newsletter.registry.topics import topic_names
 
@@ -61,10 +62,10 @@ def overview(settings: Settings, limit: int = 14, max_failures: int = 2) -> dict
         }
 
 
-def issue_status(settings: Settings, day: date, errors: int = 20) -> dict[str, Any] | None:
+def issue_status(settings: Settings, day: date, errors: int = 20, frequency: str = "daily") -> dict[str, Any] | None:
     """One issue in full (topics, variants, deliveries with the last errors), or None when `day` has none."""
     with session_scope(settings.database_url) as session:
-        row = session.scalar(select(IssueRow).where(IssueRow.issue_date == day))
+        row = session.scalar(select(IssueRow).where(IssueRow.issue_date == day, IssueRow.frequency == frequency))
         if row is None:
             return None
         (issue,) = _issue_summaries(session, settings, [row])
@@ -111,6 +112,7 @@ def _issue_summaries(session: Session, settings: Settings, rows: list[IssueRow])
         {
             "issue_id": r.id,
             "issue_date": r.issue_date.isoformat(),
+            "frequency": r.frequency,  # weekly: the Monday-Sunday week ending on issue_date
             "timezone": settings.timezone,  # the issue covers this local day
             "papers": r.n_papers - r.n_highlights,  # new papers; the row counts highlights too
             "highlights": r.n_highlights,
@@ -124,8 +126,8 @@ def _issue_summaries(session: Session, settings: Settings, rows: list[IssueRow])
             "updated_at": _iso(r.updated_at),
             "deliveries": {s: deliveries[r.id].get(s, 0) for s in STATUSES},
             "deliveries_total": sum(deliveries[r.id].values()),
-            "archive_page": (folder / f"{r.issue_date.isoformat()}.html").is_file(),
-            "archive_url": archive_url(settings, r.issue_date),
+            "archive_page": (folder / f"{archive_name(r.issue_date, r.frequency)}.html").is_file(),
+            "archive_url": archive_url(settings, r.issue_date, r.frequency),
         }
         for r in rows
     ]

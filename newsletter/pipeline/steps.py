@@ -18,7 +18,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.config import Settings
 from newsletter.db import serialize, session_scope
-from newsletter.db.models import Delivery, FetchLog, IssueRow, IssueVariant, OpenAlert, Paper, Subscriber
+from newsletter.db.models import (
+    Delivery,
+    FetchLog,
+    IssueItem,
+    IssueRow,
+    IssueVariant,
+    OpenAlert,
+    Paper,
+    Subscriber,
+)
 from newsletter.deliver.ledger import (
     deliveries_report,
     needed_variants,
@@ -29,10 +38,13 @@ from newsletter.deliver.ledger import (
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
 from newsletter.deliver.sender import send_issue, send_test
 from newsletter.deliver.transport import OutboxTransport, outbox_dir
-from newsletter.issue.build import Period, build_issue, issue_lock
+from newsletter.issue.build import Period, archive_name, build_issue, issue_lock
 from newsletter.pipeline.ingest import SourceReport, ingest, replay
-from newsletter.records import Issue, Language, VariantSpec
+from newsletter.records import Frequency, Issue, Language, VariantSpec
+from newsletter.render.feed import write_feed
 from newsletter.render.variant import RenderOptions, render_archive, render_variant
+from newsletter.translate import cache as translations
+from newsletter.translate.run import TranslateReport, pending, translate_items
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +53,30 @@ def web_base_url(settings: Settings) -> str:
     return settings.web.base_url
 
 
-def archive_url(settings: Settings, day: date) -> str:
-    return f"{web_base_url(settings)}/archive/{day.isoformat()}"
+def archive_url(settings: Settings, day: date, frequency: str = Frequency.DAILY) -> str:
+    return f"{web_base_url(settings)}/archive/{archive_name(day, frequency)}"
 
 
 def render_options(settings: Settings) -> RenderOptions:
     return RenderOptions(**settings.render.model_dump())
 
 
-def period_for(settings: Settings, day: date) -> Period:
-    return Period.day(day, settings.timezone)
+def period_for(settings: Settings, day: date, frequency: str = Frequency.DAILY) -> Period:
+    """The period of the `frequency` issue covering `day`: that local day, or its Monday-Sunday week."""
+    return Period.of(day, settings.timezone, frequency)
 
 
 # ---- variants ---------------------------------------------------------------------------------------------
 
 
-def subscriber_variants(settings: Settings) -> list[VariantSpec]:
-    """The distinct (language, topics) choices of active subscribers: one render each, whatever the headcount."""
+def subscriber_variants(settings: Settings, frequency: str | None = None) -> list[VariantSpec]:
+    """The distinct (language, topics) choices of active subscribers (of one frequency when given): one render
+    each, whatever the headcount."""
+    query = select(Subscriber.language, Subscriber.topics).where(Subscriber.status == "active")
+    if frequency:
+        query = query.where(Subscriber.frequency == frequency)
     with session_scope(settings.database_url) as session:
-        rows = session.execute(select(Subscriber.language, Subscriber.topics).where(Subscriber.status == "active"))
+        rows = session.execute(query)
         specs = {VariantSpec(lang, frozenset(t) if t else None) for lang, t in rows}
     return sorted(specs, key=lambda s: s.key)
 
@@ -67,23 +84,55 @@ def subscriber_variants(settings: Settings) -> list[VariantSpec]:
 # ---- steps ------------------------------------------------------------------------------------------------
 
 
+def translation_model(settings: Settings) -> str | None:
+    """The model whose cached translations issues show: [translate] model when enabled, else none."""
+    return settings.translate.model if settings.translate.enabled else None
+
+
 def build_step(settings: Settings, period: Period) -> tuple[Issue | None, dict]:
     """Build (or rebuild identically) the issue for a period. Two runs building the same issue at once take
     turns (the second finds the first's issue), as does a send freezing it (`deliver.sender.send_issue`)."""
     with session_scope(settings.database_url) as session:
-        serialize(session, issue_lock(period.last))
-        issue = build_issue(session, period, settings.issue)
+        serialize(session, issue_lock(period.last, period.frequency))
+        issue = build_issue(session, period, settings.issue, translation_model(settings))
     if issue is None:
-        return None, {"issue_id": None, "issue_date": period.last.isoformat(), "papers": 0, "highlights": 0}
-    issue.archive_url = archive_url(settings, issue.issue_date)
+        return None, {
+            "issue_id": None, "issue_date": period.last.isoformat(), "frequency": str(period.frequency),
+            "papers": 0, "highlights": 0,
+        }  # fmt: skip
+    issue.archive_url = archive_url(settings, issue.issue_date, issue.frequency)
     return issue, {
         "issue_id": issue.issue_id,
         "issue_date": issue.issue_date.isoformat(),
+        "frequency": issue.frequency,
+        "period_first": period.first.isoformat(),
         "papers": issue.n_papers,
         "highlights": len(issue.highlights),
         "topics": len(issue.sections),
         "content_hash": issue.content_hash,
     }
+
+
+def translate_step(settings: Settings, issue_id: int) -> dict:
+    """English for the Chinese summary and takeaways of the issue's papers ([translate]), each paper once: what
+    is cached for its current text and the model is not asked again. Never raises for a translation problem
+    (timeout, HTTP error, malformed answer): those papers stay Chinese-only, each a warning, counted. No
+    database transaction is held open while the endpoint thinks; each answered batch is stored at once."""
+    cfg = settings.translate
+    if not cfg.enabled:
+        return {"enabled": False, "issue_id": issue_id}
+    report = TranslateReport()
+    with session_scope(settings.database_url) as session:
+        paper_ids = list(session.scalars(select(IssueItem.paper_id).where(IssueItem.issue_id == issue_id)))
+        items = pending(session, paper_ids, cfg.model, report)
+
+    def save(done) -> None:
+        with session_scope(settings.database_url) as session:
+            translations.save(session, done, cfg.model)
+
+    translate_items(items, cfg, save, report)
+    log.info("%s (issue %s, model %s)", report.summary(), issue_id, cfg.model)
+    return {"enabled": True, "issue_id": issue_id, "model": cfg.model, **report.as_dict()}
 
 
 def render_step(settings: Settings, issue: Issue, specs: list[VariantSpec]) -> dict:
@@ -141,9 +190,22 @@ def write_archive(settings: Settings, issue: Issue, out_dir: str | Path | None =
 
     folder = Path(out_dir or archive_dir(settings))
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{issue.issue_date.isoformat()}.html"
+    path = folder / f"{archive_name(issue.issue_date, issue.frequency)}.html"
     path.write_text(render_archive(issue, render_options(settings)), encoding="utf-8")
+    write_feed_file(settings, folder)
     return path
+
+
+def write_feed_file(settings: Settings, folder: str | Path | None = None) -> Path:
+    """`feed.xml` next to the archive pages: what `GET /feed.xml` serves, as a static file (render/feed.py)."""
+    with session_scope(settings.database_url) as session:
+        return write_feed(
+            session,
+            Path(folder or archive_dir(settings)),
+            settings.web.base_url,
+            settings.render.site_name,
+            settings.render.site_name_zh,
+        )
 
 
 def archive_dir(settings: Settings) -> Path:
@@ -328,8 +390,9 @@ def variants_for_sending(settings: Settings, issue_id: int, issue: Issue | None 
 
     with session_scope(settings.database_url) as session:
         needed = needed_variants(session, issue_id)
-        issue_date = session.get(IssueRow, issue_id).issue_date
-    issue = issue or build_step(settings, period_for(settings, issue_date))[0]  # identical (frozen) rebuild
+        row = session.get(IssueRow, issue_id)
+        issue_date, frequency = row.issue_date, row.frequency
+    issue = issue or build_step(settings, period_for(settings, issue_date, frequency))[0]  # identical (frozen) rebuild
     render_step(settings, issue, [VariantSpec.parse(k) for k in sorted(needed)])
     return load_variants(settings, issue_id)
 
@@ -363,12 +426,15 @@ def report_step(settings: Settings, issue_id: int) -> dict:
         return deliveries_report(session, issue_id)
 
 
-def send_test_copy(settings: Settings, day: date, address: str, lang: str = Language.BILINGUAL, topics=None) -> dict:
-    """One copy of the day's issue to `address`, outside the ledger."""
+def send_test_copy(
+    settings: Settings, day: date, address: str, lang: str = Language.BILINGUAL, topics=None,
+    frequency: str = Frequency.DAILY,
+) -> dict:  # fmt: skip
+    """One copy of the day's (or week's) issue to `address`, outside the ledger."""
 
-    issue, _info = build_step(settings, period_for(settings, day))
+    issue, _info = build_step(settings, period_for(settings, day, frequency))
     if issue is None:
-        return {"sent": 0, "note": f"no issue for {day}"}
+        return {"sent": 0, "note": f"no {frequency} issue for {day}"}
     spec = VariantSpec(lang, frozenset(topics) if topics else None)
     variant = render_variant(issue, spec.lang, spec.topics, render_options(settings))
     mid = send_test(settings, issue.issue_id, issue.issue_date, variant, address, lang=spec.lang)

@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -276,6 +276,10 @@ class PaperView:
     summary: str | None = None
     takeaways: list[str] = field(default_factory=list)
     zh_lang: str = "zh-CN"
+    summary_en: str | None = None  # machine-translated ([translate]): en without an English abstract; archive
+    takeaways_en: list[str] = field(default_factory=list)  # machine-translated: en, bilingual, archive
+    summary_mt_label: str = ""
+    takeaways_mt_label: str = ""
     abstract: str | None = None
     abstract_lang: str = "en"
     more_label: str | None = None  # set when the abstract was cut
@@ -350,11 +354,37 @@ def pick_takeaways(takeaways: list[str], limit: int) -> list[str]:
     """At most `limit` takeaways, in their original order. Those stating a figure (a result: "+2.1 dB",
     "10x faster") come first, then the shortest: a short concrete claim reads faster than a long general one,
     and upstream's long bullets mostly restate the summary."""
-    if len(takeaways) <= limit:
-        return takeaways
-    ranked = sorted(range(len(takeaways)), key=lambda i: (not _NUMBER.search(takeaways[i]), len(takeaways[i]), i))
-    keep = set(ranked[:limit])
+    keep = _picked(takeaways, limit)
     return [t for i, t in enumerate(takeaways) if i in keep]
+
+
+def _picked(takeaways: list[str], limit: int) -> set[int]:
+    """The indices `pick_takeaways` keeps."""
+    if len(takeaways) <= limit:
+        return set(range(len(takeaways)))
+    ranked = sorted(range(len(takeaways)), key=lambda i: (not _NUMBER.search(takeaways[i]), len(takeaways[i]), i))
+    return set(ranked[:limit])
+
+
+def _translated(view: PaperView, p: IssuePaper, mode: str, opts: RenderOptions, archive: bool, tr: _Tr) -> None:
+    """The machine-translated English summary and takeaways ([translate]), where the mode shows them: `en` and
+    `bilingual` get the takeaways (the same ones as the Chinese list when both are shown), the English summary
+    only stands in for a missing English abstract in `en`; the archive page shows everything."""
+    takeaways = [_clean(t) for t in p.takeaways_en if _clean(t)]
+    summary = _clean(p.summary_en) or None
+    if mode == "zh" and not archive:
+        return
+    if not archive:
+        chinese = [_clean(t) for t in p.takeaways if _clean(t)]
+        if len(chinese) == len(takeaways):  # the English of the Chinese ones shown (bilingual shows both)
+            keep = _picked(chinese, opts.max_takeaways)
+            takeaways = [t for i, t in enumerate(takeaways) if i in keep]
+        else:
+            takeaways = pick_takeaways(takeaways, opts.max_takeaways)
+        summary = summary if mode != "bilingual" and not _clean(p.abstract) else None
+    ui = _ui_lang(mode)
+    view.summary_en, view.takeaways_en = summary, takeaways
+    view.summary_mt_label, view.takeaways_mt_label = tr.one(ui, "summary_mt"), tr.one(ui, "takeaways_mt")
 
 
 def paper_view(
@@ -391,7 +421,10 @@ def paper_view(
     )
     summary, takeaways = _clean(p.summary_zh) or None, [_clean(t) for t in p.takeaways if _clean(t)]
     english = _clean(p.abstract)
-    show_zh = mode in ("zh", "bilingual") or not english or archive  # upstream writes these only in Chinese
+    _translated(view, p, mode, opts, archive, tr)
+    has_en = bool(view.summary_en or view.takeaways_en)
+    # Upstream writes these only in Chinese: `en` shows them only for a paper with no English at all.
+    show_zh = mode in ("zh", "bilingual") or archive or not (english or has_en)
     if show_zh:
         view.summary = summary
         view.takeaways = takeaways if archive else pick_takeaways(takeaways, opts.max_takeaways)
@@ -536,6 +569,21 @@ def _date_title(d: date, lang: str) -> str:
     return catalog(lang).date(d)
 
 
+def _week(issue: Issue) -> tuple[str, str] | None:
+    """(Monday, Sunday) as ISO dates for a weekly issue, None for a daily one."""
+    if issue.frequency != "weekly":
+        return None
+    return (issue.issue_date - timedelta(days=6)).isoformat(), issue.issue_date.isoformat()
+
+
+def _issue_title(issue: Issue, lang: str) -> str:
+    """The header's date line: the day, or the week of a weekly issue."""
+    week = _week(issue)
+    if week is None:
+        return _date_title(issue.issue_date, lang)
+    return catalog(lang)("email.week_title", first=week[0], last=week[1])
+
+
 def _period(start: str, end: str) -> str:
     """'12-04 08:00 – 12-05 08:00 UTC+8' (the year is in the heading); the raw strings if they do not parse."""
     try:
@@ -559,9 +607,15 @@ def _counts_phrase(lang: str, n_papers: int, n_accepted: int) -> str:
 def make_subject(issue: Issue, mode: str, opts: RenderOptions, n_papers: int, n_accepted: int) -> str:
     first, *rest = _langs(mode)
     counts = _counts_phrase(first, n_papers, n_accepted)
-    subject = catalog(first)(
-        "email.subject", site=_site_name(opts, first), date=issue.issue_date.isoformat(), counts=counts
-    )
+    week = _week(issue)
+    if week:  # "Paper Digest weekly 2024-11-25 – 2024-12-01 · 412 papers, 9 accepted"
+        subject = catalog(first)(
+            "email.subject_weekly", site=_site_name(opts, first), first=week[0], last=week[1], counts=counts
+        )
+    else:
+        subject = catalog(first)(
+            "email.subject", site=_site_name(opts, first), date=issue.issue_date.isoformat(), counts=counts
+        )
     for lang in rest:  # bilingual: "... | 论文速递 · 63 篇论文，4 篇录用"
         counts = _counts_phrase(lang, n_papers, n_accepted)
         subject += " | " + catalog(lang)("email.subject_second", site=_site_name(opts, lang), counts=counts)
@@ -622,7 +676,7 @@ def _common_ctx(issue: Issue, plan: _Plan, mode: str, opts: RenderOptions) -> di
         "lang_attr": _LANG_ATTR,
         # Site name and date in each language of the mode, for the header.
         "heads": [
-            {"lang": _LANG_ATTR[lang], "site": _site_name(opts, lang), "date": _date_title(issue.issue_date, lang)}
+            {"lang": _LANG_ATTR[lang], "site": _site_name(opts, lang), "date": _issue_title(issue, lang)}
             for lang in _langs(mode)
         ],
         "date_iso": issue.issue_date.isoformat(),

@@ -1,7 +1,8 @@
 """`newsletter serve`: the small web app behind the links in every email.
 
 Routes: one-click unsubscribe (RFC 8058) with a confirmation page for people, the preferences form, the web
-archive of past issues and a health check. Token pages follow three rules:
+archive of past issues with its Atom feed (render/feed.py), the public sign-up form with its confirmation page
+(double opt-in, deliver/signup.py) and a health check. Token pages (the confirmation link too) follow three rules:
 
 - A bad token (forged, tampered, wrong purpose, unknown id, malformed, missing) always gets the same 400 page,
   byte for byte, and an unknown id still costs one HMAC per secret: the answer never tells whether an address
@@ -21,13 +22,13 @@ import logging
 import re
 import socket
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Form, Request
+from fastapi import BackgroundTasks, FastAPI, Form, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import (
     FileResponse,
@@ -50,9 +51,10 @@ from starlette.requests import ClientDisconnect
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.db.models import Subscriber
-from newsletter.deliver import subscribers, tokens
+from newsletter.deliver import signup, subscribers, tokens
 from newsletter.i18n import BILINGUAL, catalog
 from newsletter.registry.topics import known_topics, normalize_key, topic_names
+from newsletter.render.feed import MEDIA_TYPE, archive_days, feed_entries, render_feed
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,9 @@ MAX_FORM_BYTES = 64 * 1024  # the preferences form is a few hundred bytes; one-c
 
 # Stricter than tokens.parse_token (which goes through int(): it accepts "+1", "1_0" and full-width digits).
 _TOKEN_SHAPE = re.compile(r"[0-9]{1,10}\.[a-z]\.[A-Za-z0-9_-]{1,64}")
+_CONFIRM_SHAPE = re.compile(r"[0-9]{1,10}\.c\.[0-9]{1,12}\.[A-Za-z0-9_-]{1,64}")
 _DUMMY_EMAIL = "nobody@invalid.invalid"  # signs the dummy HMAC for unknown ids
 _MAX_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL errors on a larger bound value instead of not finding it
-_ARCHIVE_NAME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})\.html")
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII only: \d would accept other scripts' digits
 
 BASE_HEADERS = {
@@ -98,6 +100,7 @@ class _Web:
     csp: str
     archive_dir: Path
     invalid_token_page: bytes  # rendered once, so every bad token gets exactly these bytes
+    signups: signup.SignupWorker  # sign-up requests are handled off the request path
 
     def render(self, name: str, **ctx: Any) -> str:
         return self.env.get_template(name).render(css=self.css, **ctx)
@@ -127,7 +130,7 @@ def _make_web(settings: Settings, templates_dir: Path) -> _Web:
         f"default-src 'none'; style-src 'sha256-{digest}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
     invalid = env.get_template("invalid_token.html.j2").render(css=Markup(css)).encode()
-    return _Web(settings, env, Markup(css), csp, web_archive_dir(settings), invalid)
+    return _Web(settings, env, Markup(css), csp, web_archive_dir(settings), invalid, signup.SignupWorker(settings))
 
 
 # ---- tokens ----------------------------------------------------------------------------------------------
@@ -167,6 +170,7 @@ class PreferencesForm(BaseModel):
     language: str = ""
     scope: str = ""  # "all", or anything else for the ticked topics
     topic: list[str] = []
+    frequency: str = ""  # "" (an older form): unchanged
     resubscribe: str = ""
 
 
@@ -240,6 +244,7 @@ def _preferences_ctx(sub: Subscriber, **extra: Any) -> dict[str, Any]:
         "email": mask_email(sub.email),
         "status": sub.status,
         "language": sub.language,
+        "frequency": sub.frequency,
         "all_topics": sub.topics is None,
         "topics": _topic_choices(sub),
         "unsubscribe_url": _link("unsubscribe", sub, "unsubscribe"),
@@ -261,6 +266,8 @@ def _form_error(form: PreferencesForm, allowed: set[str]) -> str | None:
     """The catalog key ([web] table) of the message when the submitted form cannot be saved as it is."""
     if form.language not in subscribers.LANGUAGES:
         return "error_language"
+    if form.frequency and form.frequency not in subscribers.FREQUENCIES:
+        return "error_frequency"
     if form.scope != "all" and not [t for t in form.topic if t in allowed]:
         return "error_topics"
     return None
@@ -276,11 +283,96 @@ def _save_preferences(web: _Web, token: str, form: PreferencesForm) -> HTMLRespo
         if error:
             return web.page("preferences.html.j2", status_code=422, **_preferences_ctx(sub, error=error))
         picked = [t for t in form.topic if t in allowed]
-        subscribers.update(sub, language=form.language, topics=picked, all_topics=form.scope == "all")
+        subscribers.update(
+            sub, language=form.language, topics=picked, all_topics=form.scope == "all", frequency=form.frequency or None
+        )
         # Only the person's own "unsubscribed" is theirs to undo; bounces and complaints need an operator.
         if sub.status == "unsubscribed" and form.resubscribe == "1":
             subscribers.set_status(sub, "active", "resubscribed on the preferences page")
         return web.page("preferences.html.j2", **_preferences_ctx(sub, saved=True))
+
+
+# ---- sign-up ---------------------------------------------------------------------------------------------
+
+
+class SubscribeForm(BaseModel):
+    """The sign-up form as posted; every field optional so that a bad form gets its own page, not a 422 JSON."""
+
+    email: str = ""
+    name: str = ""
+    language: str = "bilingual"
+    scope: str = "all"
+    topic: list[str] = []
+    website: str = ""  # the honeypot: people never see it, so anything in it was typed by a bot
+
+
+def _topic_list(chosen: list[str] | None) -> list[dict[str, Any]]:
+    picked = {normalize_key(t) for t in chosen or []}
+    choices = []
+    for key in known_topics():
+        en, zh = topic_names(key)
+        choices.append({"key": key, "en": en, "zh": zh, "checked": normalize_key(key) in picked})
+    return choices
+
+
+def _subscribe_page(web: _Web, form: SubscribeForm | None = None, error: str | None = None) -> HTMLResponse:
+    form = form or SubscribeForm()
+    ctx = {"email": form.email, "name_value": form.name, "language": form.language, "all_topics": form.scope == "all",
+           "topics": _topic_list(form.topic), "error": error}  # fmt: skip
+    return web.page("subscribe.html.j2", status_code=422 if error else 200, private=bool(error), **ctx)
+
+
+def _signup_error(form: SubscribeForm) -> tuple[str | None, signup.SignupForm | None]:
+    """(catalog key of the problem, None) or (None, the validated form)."""
+    allowed = set(known_topics())
+    topics = [t for t in form.topic if t in allowed]
+    if form.language not in subscribers.LANGUAGES:
+        return "error_language", None
+    if form.scope != "all" and not topics:
+        return "error_topics", None
+    try:
+        subscribers.check_name(form.name)
+    except subscribers.SubscriberError:
+        return "error_name", None
+    try:
+        return None, signup.parse_form(form.email, form.name, form.language, None if form.scope == "all" else topics)
+    except subscribers.SubscriberError:
+        return "error_email", None
+
+
+def _subscribe(web: _Web, form: SubscribeForm, host: str | None, background: BackgroundTasks) -> HTMLResponse:
+    error, parsed = _signup_error(form)
+    if error or parsed is None:
+        return _subscribe_page(web, form, error or "error_email")
+    if form.website.strip():
+        log.info("sign-up: honeypot filled in, nothing done")
+    else:
+        # Nothing that depends on the address happens before the answer, not even a query: its content and its
+        # timing are the same for a new, a known or a suppressed address (deliver.signup.SignupWorker). Handed
+        # over once the answer is out, so the worker does not even compete with it for the interpreter.
+        background.add_task(web.signups.submit, parsed, signup.client_key(host))
+    hours = f"{web.settings.signup.confirm_ttl_hours:g}"
+    return web.page("subscribe_sent.html.j2", email=parsed.email, hours=hours)
+
+
+def _confirm(web: _Web, token: str, background: BackgroundTasks | None) -> HTMLResponse:
+    """GET (background None) shows the button; POST confirms."""
+    if not _CONFIRM_SHAPE.fullmatch(token or ""):
+        return web.invalid_token()
+    with session_scope(web.settings.database_url) as session:
+        if background is None:
+            found, welcome = signup.lookup(session, token), None
+        else:
+            found, welcome = signup.confirm(session, token)
+        if found is None:
+            return web.invalid_token()
+        state = "confirmed" if welcome is not None else found.state
+        email = found.subscriber.email
+    if welcome is not None and background is not None:
+        background.add_task(signup.send_quietly, web.settings, welcome)
+    hours = f"{web.settings.signup.confirm_ttl_hours:g}"
+    return web.page("confirm.html.j2", status_code=410 if state == "expired" else 200, state=state,
+                    email=mask_email(email), hours=hours)  # fmt: skip
 
 
 # ---- archive ---------------------------------------------------------------------------------------------
@@ -298,21 +390,35 @@ def parse_day(raw: str) -> date | None:
 
 def archive_dates(folder: Path) -> list[date]:
     """Dates with an archive page, newest first."""
+    return archive_days(folder)
+
+
+def _feed(web: _Web) -> Response:
+    """The Atom feed, built like the `feed.xml` written next to the archive pages (render/feed.py)."""
+    r, base = web.settings.render, web.settings.web.base_url
+    with session_scope(web.settings.database_url) as session:
+        body = render_feed(feed_entries(session, web.archive_dir), base, r.site_name, r.site_name_zh)
+    headers = {"Cache-Control": "public, max-age=300"}
+    return Response(body, media_type=f"{MEDIA_TYPE}; charset=utf-8", headers=headers)
+
+
+def archive_weeks(folder: Path) -> list[dict[str, str]]:
+    """Weekly issues with an archive page (`week-<Monday>.html`), newest first, as {first, last} ISO dates."""
     if not folder.is_dir():
         return []
-    days = []
-    for path in folder.iterdir():
-        m = _ARCHIVE_NAME.fullmatch(path.name)
-        day = parse_day(m.group(1)) if m else None
-        if day and path.is_file():
-            days.append(day)
-    return sorted(days, reverse=True)
+    weeks = []
+    for path in folder.glob("week-*.html"):
+        monday = parse_day(path.name.removeprefix("week-").removesuffix(".html"))
+        if monday and monday.weekday() == 0 and path.is_file():
+            weeks.append(monday)
+    return [{"first": d.isoformat(), "last": (d + timedelta(days=6)).isoformat()} for d in sorted(weeks, reverse=True)]
 
 
 def _archive_file(web: _Web, raw: str) -> Response:
-    day = parse_day(raw)
+    weekly = raw.startswith("week-")
+    day = parse_day(raw.removeprefix("week-"))
     # The file name is rebuilt from the parsed date, never from the request: nothing else can be reached.
-    path = web.archive_dir / f"{day.isoformat()}.html" if day else None
+    path = web.archive_dir / f"{'week-' if weekly else ''}{day.isoformat()}.html" if day else None
     if path is None or not path.is_file():
         return web.page("not_found.html.j2", status_code=404, private=False)
     headers = {"Content-Security-Policy": ARCHIVE_CSP, "Cache-Control": "public, max-age=300"}
@@ -405,10 +511,35 @@ def create_app(settings: Settings, templates_dir: Path = TEMPLATES_DIR) -> FastA
     def preferences(form: Annotated[PreferencesForm, Form()], token: str = "") -> Response:
         return _save_preferences(web, token, form)
 
+    @get("/subscribe")
+    def subscribe_page() -> Response:
+        if not settings.signup.enabled:
+            return web.page("not_found.html.j2", status_code=404, private=False)
+        return _subscribe_page(web)
+
+    @app.post("/subscribe")
+    def subscribe(form: Annotated[SubscribeForm, Form()], request: Request, background: BackgroundTasks) -> Response:
+        if not settings.signup.enabled:
+            return web.page("not_found.html.j2", status_code=404, private=False)
+        return _subscribe(web, form, request.client.host if request.client else None, background)
+
+    @get("/confirm")
+    def confirm_page(token: str = "") -> Response:
+        return _confirm(web, token, None)
+
+    @app.post("/confirm")
+    def confirm(background: BackgroundTasks, token: str = "") -> Response:
+        return _confirm(web, token, background)
+
+    @get("/feed.xml")
+    def feed() -> Response:
+        return _feed(web)
+
     @get("/archive/")
     def archive_index() -> Response:
         days = [d.isoformat() for d in archive_dates(web.archive_dir)]
-        return web.page("archive_index.html.j2", private=False, days=days)
+        weeks = archive_weeks(web.archive_dir)
+        return web.page("archive_index.html.j2", private=False, days=days, weeks=weeks)
 
     @get("/archive/{day}")
     def archive_page(day: str) -> Response:
