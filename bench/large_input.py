@@ -25,7 +25,6 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -95,7 +94,7 @@ def one_run(shape: str, megabytes: float) -> dict:
         path.write_bytes(data)
         del data
         base = load_settings(ROOT / "newsletter.toml")
-        fetch = SimpleNamespace(**vars(base.fetch), max_payload_mb=megabytes * 2)
+        fetch = base.fetch.updated(max_payload_mb=megabytes * 2)
         url = f"sqlite:///{tmp}/bench.db"
         settings = replace(base, database_url=url, archive_dir=f"{tmp}/raw", fetch=fetch)
         migrate(get_engine(url))

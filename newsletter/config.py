@@ -181,6 +181,9 @@ class FetchSettings(Section):
     timeout: PositiveFloat = 20.0  # seconds, per request
     retries: NonNegativeInt = 3  # attempts after the first, for transient failures only
     backoff: NonNegativeFloat = 1.0  # first retry delay in seconds; doubles each time
+    # Largest payload read, decoded (after gzip), per HTTP answer or file; MB = 10**6 bytes. A few times the
+    # largest real feed snapshot (2.6 MB): a bigger answer is refused whole, never held in memory.
+    max_payload_mb: PositiveFloat = 20.0
     user_agent: Name = "paper-digest/0.1 (newsletter ingest; +https://github.com/paper-digest/paper-digest)"
 
 

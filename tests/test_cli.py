@@ -427,3 +427,26 @@ def test_subscriber_changing_language_after_render_still_gets_mail(sqlite_settin
     out = pipeline.send_step(sqlite_settings, issue.issue_id)
     assert out["sent"] == 4
     assert "zh|NeRF" in pipeline.load_variants(sqlite_settings, issue.issue_id)
+
+
+@pytest.mark.parametrize("command", ["send", "run"])
+def test_a_real_send_with_the_mail_server_down_is_one_line_and_loses_nothing(nl_sqlite, workdir, command):
+    config = workdir / "newsletter.toml"
+    config.write_text(config.read_text().replace("[delivery]\n", "[delivery]\nreconnect_tries = 0\n", 1))
+    nl_sqlite("ingest")
+    nl_sqlite("subscribers", "import", str(SAMPLE_DIR / "subscribers.csv"))
+    env = {"NEWSLETTER_TOKEN_SECRET": TEST_TOKEN_SECRET, "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{_closed_port()}"}
+    result = nl_sqlite(command, **env)
+    assert result.exit_code == 1
+    assert one_line_error(result).startswith("delivery error: send stopped: cannot connect after 1 tries: ")
+    assert set(ledger(f"sqlite:///{workdir}/store.db").values()) == {"pending"}  # claims went back
+
+
+def test_serve_on_an_address_in_use_is_one_line(nl_sqlite):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = nl_sqlite("serve", "--port", str(port), NEWSLETTER_TOKEN_SECRET=TEST_TOKEN_SECRET)
+    assert result.exit_code == 1
+    assert one_line_error(result) == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"

@@ -708,6 +708,49 @@ def test_freshness_on_manual_runs_is_an_alert_not_a_verdict(tmp_path, airflow_db
     assert alerts == []
 
 
+def test_sigterm_to_the_airflow_send_task_requeues_its_claims(tmp_path, airflow_db):
+    """Airflow stops a task with SIGTERM (its own handler calls the operator's on_kill and lets the task end).
+    The digest DAG runs in a real Airflow task runner (dag.test, in its own process); SIGTERM arrives while the
+    server holds back the 250 of the 3rd message: that message is finished, the other claims go back to pending,
+    the send task fails with the reason (no retry here: NEWSLETTER_DAG_RETRIES=0), the process carries on as
+    Airflow intends, and `newsletter send` afterwards delivers the rest with nobody twice."""
+    from tests.smtp_server import FaultyHandler, SmtpServer
+
+    people = [f"reader{i:02d}@example.org" for i in range(20)]
+    csv = tmp_path / "subscribers.csv"
+    csv.write_text("email,name,language,topics\n" + "".join(f"{e},R{i},en,\n" for i, e in enumerate(people)))
+    config = _write_config(tmp_path, SAMPLE_SOURCES)
+    config.write_text(config.read_text().replace("[delivery]\n", "[delivery]\nbatch_size = 8\n"))
+    with SmtpServer(FaultyHandler(hang_at=3)) as smtp:
+        env = _env(
+            tmp_path, airflow_db, config, NEWSLETTER_SMTP_URL=smtp.url, NEWSLETTER_TOKEN_SECRET=TEST_TOKEN_SECRET
+        )  # NEWSLETTER_DAG_RETRIES=0 as in every DAG test
+        spec = {"dags": str(DAGS), "dag_id": "digest_newsletter", "subscribers": str(csv),
+                "runs": [{"logical_date": None, "run_after": "2026-11-26T01:00:00+00:00"}]}  # fmt: skip
+        child = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, json.dumps(spec)], env=env, cwd=env["AIRFLOW_HOME"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert smtp.wait_for(3, timeout=300), "the send task never reached the server"
+            child.send_signal(signal.SIGTERM)
+        finally:
+            smtp.handler.release()
+            out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, out[-3000:] + err[-3000:]  # Airflow's handler let the run finish
+        [run] = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])["runs"]
+        assert run["tasks"]["send[0]"] == "failed", run
+        assert "sending stopped: interrupted by SIGTERM: 5 claimed message(s) put back to pending" in out + err
+        with sqlite3.connect(tmp_path / "newsletter.db") as db:
+            statuses = dict(db.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+        assert statuses == {"sent": 3, "pending": 17}  # nothing left claimed
+        rerun = _python("from newsletter.cli import main; main()", env, "send", "--date", "2026-11-25")
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        counts = smtp.counts()
+    assert counts == {p: 1 for p in people}
+    assert _sent_to(tmp_path / "newsletter.db") == people
+
+
 # ---- unpausing under a real scheduler ---------------------------------------------------------------------
 # The wall clock cannot be moved under a real scheduler, so the daily tick is moved instead: with the tick
 # 2 minutes ago, 12 hours ago and in 10 minutes (23 h 50 min ago), unpausing happens just after the morning run

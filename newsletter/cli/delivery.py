@@ -29,9 +29,19 @@ from newsletter.web.app import serve as serve_app
 
 
 def _print_send(report: SendReport) -> None:
-    click.echo(report.summary())
+    """The counts on stdout; why a send stopped is one line on stderr (the exit status is then 1)."""
+    click.echo(report.summary(stop_reason=False))
     if report.note:
         click.echo(report.note)
+    if report.interrupted:  # SIGTERM/SIGINT: the process ends with status 1 and this one line, no traceback
+        click.echo(
+            f"send interrupted by {report.interrupted}: {report.released} claimed message(s) put back to pending"
+            f"{f', {report.abandoned} abandoned in flight' if report.abandoned else ''}; run send again for the "
+            "rest (nobody gets it twice)",
+            err=True,
+        )
+    elif report.stopped:  # breaker, relay down, sender refused: claimed rows went back to pending
+        click.echo(f"delivery error: send stopped: {report.stopped}", err=True)
 
 
 @command()
@@ -54,7 +64,8 @@ def send(
     """Send an issue, exactly once (the ledger).
 
     Every active subscriber gets the issue once, whatever reruns or crashes happen. Exit status 1 when the send
-    stopped (circuit breaker, server refusing the sender) or the test copy failed.
+    stopped (circuit breaker, server refusing the sender, SIGTERM/SIGINT) or the test copy failed. On SIGTERM or
+    Ctrl-C the message in flight is finished and every claimed row goes back to pending.
 
     \b
     Examples:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.config import ConfigError, load_settings
 from newsletter.deliver.interests import InterestsError
+from newsletter.deliver.stopping import SendInterrupted
 from newsletter.deliver.subscribers import FREQUENCIES, LANGUAGES, STATUSES, SubscriberError
 from newsletter.deliver.transport import SendFailure, TransportError
 from newsletter.pipeline.admin import NoIssue
@@ -52,6 +53,7 @@ EXPECTED: tuple[tuple[tuple[type[BaseException], ...], str, int], ...] = (
     ((ConfigError,), "config error", USAGE),
     ((OperationalError, InterfaceError), "database error", FAILED),
     ((SendFailure, TransportError), "delivery error", FAILED),
+    ((SendInterrupted,), "send interrupted", FAILED),
     ((SubscriberError, InterestsError), "error", FAILED),
     ((OSError,), "error", FAILED),
 )

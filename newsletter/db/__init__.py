@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from contextlib import AbstractContextManager
 from functools import cache
@@ -95,3 +96,17 @@ def session_scope(url: str) -> AbstractContextManager[Session]:
     """`with session_scope(url) as session:` one transaction, committed on success, rolled back on error, then
     closed (`sessionmaker.begin()`). The block owns the transaction: code inside must not commit it."""
     return _factory(url).begin()
+
+
+def serialize(session: Session, name: str) -> None:
+    """Make the rest of this transaction exclusive among every process and thread that serializes on `name`
+    (a read-then-write step that two runs may take at once: building one issue). Call it first in the
+    transaction. PostgreSQL: a transaction-scoped advisory lock on a hash of the name. SQLite: BEGIN IMMEDIATE,
+    which takes the database's write lock now (waiting up to busy_timeout) instead of at the first write, when
+    the other run may already have read the same "nothing there yet"."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -100,8 +100,9 @@ def _insert(session: Session):
     return insert(Delivery).on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
 
 
-def _count(session: Session, issue_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue_id)) or 0
+def _insert_new(session: Session, rows: list[dict]) -> int:
+    """Insert the rows that do not exist yet; how many this statement inserted (skipped conflicts return none)."""
+    return len(session.execute(_insert(session).returning(Delivery.id), rows).all())
 
 
 def prepare_ledger(
@@ -113,7 +114,9 @@ def prepare_ledger(
 ) -> LedgerResult:
     """One pending row per (issue, active subscriber of the issue's frequency with something to read) that has
     none yet. Idempotent and safe to run concurrently (INSERT ... ON CONFLICT DO NOTHING); existing rows are never
-    modified. `subscribers`: default every active subscriber of that frequency, streamed from the database.
+    modified. `created` counts the rows this call inserted (RETURNING), `existing` those another run (earlier, or
+    at the same time) had inserted: two concurrent first runs say N new / 0 existing and 0 new / N existing.
+    `subscribers`: default every active subscriber of that frequency, streamed from the database.
     Daily readers never get a weekly issue and weekly readers never a daily one."""
     issue = session.get(IssueRow, issue_id)
     if issue is None:
@@ -122,7 +125,7 @@ def prepare_ledger(
     topics = issue_topics(session, issue_id)
     if subscribers is None:
         subscribers = _active_subscribers(session, chunk, issue.frequency)
-    result, before, now, rows, eligible = LedgerResult(), _count(session, issue_id), utcnow(), [], 0
+    result, now, rows, eligible = LedgerResult(), utcnow(), [], 0
     for sub in subscribers:
         if sub.status != "active":
             result.inactive += 1
@@ -136,11 +139,10 @@ def prepare_ledger(
         eligible += 1
         rows.append(_ledger_row(issue, sub, ms, now))
         if len(rows) >= chunk:
-            session.execute(_insert(session), rows)
+            result.created += _insert_new(session, rows)
             rows = []
     if rows:
-        session.execute(_insert(session), rows)
-    result.created = _count(session, issue_id) - before
+        result.created += _insert_new(session, rows)
     result.existing = eligible - result.created
     return result
 

@@ -1,7 +1,9 @@
 """The sender: claims ledger batches and delivers each message exactly once over one transport connection.
 
 Retries with backoff, the circuit breaker, crash recovery and the one possible duplicate are explained in
-docs/architecture.md ("Delivery").
+docs/architecture.md ("Delivery"). SIGTERM/SIGINT stop a send politely (`newsletter.deliver.stopping`): the
+message in flight is finished, every row claimed and not attempted goes back to pending, and the report says
+how many (`interrupted`, `released`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import retry
 from newsletter.config import DeliverySettings, Settings
-from newsletter.db import get_engine, session_scope
+from newsletter.db import get_engine, serialize, session_scope
 from newsletter.db.models import Delivery, IssueRow, Subscriber
 from newsletter.deliver.ledger import (
     DELIVERIES,
@@ -40,9 +42,10 @@ from newsletter.deliver.ledger import (
 )
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
 from newsletter.deliver.picks import Picker, batch_picks, foryou_of
+from newsletter.deliver.stopping import SendInterrupted, StopRequest, stop_on_signals
 from newsletter.deliver.transport import SendFailure, Transport, TransportError, TransportFactory
 from newsletter.deliver.transport import transport_factory as configured_transport
-from newsletter.issue.build import freeze_issue
+from newsletter.issue.build import freeze_issue, issue_lock
 from newsletter.render.variant import ForYou
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,9 @@ class SendReport:
     reconnects: int = 0
     elapsed_s: float = 0.0
     stopped: str | None = None  # why the run stopped before the ledger was done; None: completed
+    interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT); None: not interrupted
+    released: int = 0  # rows claimed by this run and never attempted, put back to pending when it stopped
+    abandoned: int = 0  # messages abandoned in flight by a second signal: left `sending` (recovered later)
     errors: list[str] = field(default_factory=list)  # the last errors, "email: reason"
     left: dict[str, int] = field(default_factory=dict)  # ledger counts by status when the run ended
     would_send: dict[str, int] = field(default_factory=dict)  # dry run: rows per variant
@@ -80,17 +86,20 @@ class SendReport:
         return self.stopped is None
 
     def merge(self, other: SendReport) -> SendReport:
-        for name in ("sent", "deferred", "gave_up", "bounced", "requeued", "skipped", "reconnects"):
+        for name in ("sent", "deferred", "gave_up", "bounced", "requeued", "skipped", "reconnects", "released",
+                     "abandoned"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
         self.stopped = self.stopped or other.stopped
+        self.interrupted = self.interrupted or other.interrupted
         self.errors = (self.errors + other.errors)[-20:]
         return self
 
     def as_dict(self) -> dict:
         return {**asdict(self), "attempted": self.attempted, "rate_per_s": round(self.rate, 1)}
 
-    def summary(self) -> str:
+    def summary(self, stop_reason: bool = True) -> str:
+        """One line of counts, and why the run stopped (unless the caller says that on a line of its own)."""
         if self.dry_run:
             total = sum(self.would_send.values())
             return f"dry run: {total} message(s) would be sent in {len(self.would_send)} variant(s); nothing sent"
@@ -98,7 +107,7 @@ class SendReport:
             f"sent {self.sent}, deferred {self.deferred}, bounced {self.bounced}, gave up {self.gave_up}, "
             f"requeued {self.requeued}, skipped {self.skipped} in {self.elapsed_s:.1f}s ({self.rate:.0f}/s)"
         )
-        return head + (f"; STOPPED: {self.stopped}" if self.stopped else "")
+        return head + (f"; STOPPED: {self.stopped}" if self.stopped and stop_reason else "")
 
 
 class CircuitBreaker:
@@ -129,6 +138,10 @@ class _Stop(Exception):
     """Ends the run (breaker, unusable transport); the message says why."""
 
 
+class _Interrupted(Exception):
+    """A stop signal arrived: end the run between two messages."""
+
+
 @cache
 def _mark_statement(names: tuple[str, ...]):
     """`UPDATE deliveries SET <names>, updated_at WHERE id = :did`, built once per set of columns (building a
@@ -145,7 +158,7 @@ class _Sender:
     one transaction = one round trip) and with the flush policy of `_FastMarks`. The mark is the only database
     work on the hot path, so it must cost little (ORM session machinery would double it)."""
 
-    def __init__(self, settings, cfg, ms, issue_id, issue_date, variants, factory, worker, progress):
+    def __init__(self, settings, cfg, ms, issue_id, issue_date, variants, factory, worker, progress, stop):
         self.url, self.cfg, self.ms = settings.database_url, cfg, ms
         self.issue_id, self.issue_date = issue_id, issue_date
         self.variants, self.factory, self.progress = variants, factory, progress
@@ -157,6 +170,8 @@ class _Sender:
         self.picker = Picker(issue_id)
         self.transport = None
         self.held: set[int] = set()  # claimed by us, not yet attempted
+        self.in_flight: int | None = None  # the row whose message is being handed to the server
+        self.stop: StopRequest = stop
         self.next_slot = 0.0
         self.marks: Connection | None = None
 
@@ -170,8 +185,10 @@ class _Sender:
         with engine.connect() as conn, engine.connect() as marks:
             self.marks = marks
             fast_marks = _FastMarks(marks, self.cfg.durable_marks)
+            abandoned = None
             try:
                 while True:
+                    self._check_stop()
                     rows = self._claim(conn)
                     if rows:
                         self._batch(conn, rows)
@@ -179,12 +196,22 @@ class _Sender:
                         break
             except _Stop as stop:
                 self.report.stopped = str(stop)
+            except _Interrupted:
+                self.report.interrupted = self.stop.signal_name
+            except SendInterrupted:
+                abandoned = self.in_flight  # maybe accepted by the server: left to recover_stale, like a kill
+                self.report.interrupted = self.stop.signal_name
             finally:
                 self._close()
-                self._release(conn)
+                self.report.released += self._release(conn, keep=abandoned)
+                self.report.abandoned += abandoned is not None
                 fast_marks.restore()
                 self.report.elapsed_s = time.monotonic() - started
         return self.report
+
+    def _check_stop(self) -> None:
+        if self.stop:
+            raise _Interrupted
 
     def _claim(self, conn: Connection) -> list[Row]:
         claim = claim_statement(self.issue_id, self.worker, self.cfg.batch_size, self.cfg.max_attempts)
@@ -204,6 +231,7 @@ class _Sender:
         self._connect()
         try:
             for row in rows:
+                self._check_stop()  # a stop signal ends the batch between two messages, never inside one
                 self._one(row, subs.get(row.subscriber_id), picks.get(row.id))
         finally:
             self._close()
@@ -225,8 +253,14 @@ class _Sender:
             self._give_up(row, sub, f"cannot build message: {exc}")
             return
         self._pace()
+        self._check_stop()
+        self.in_flight = row.id
         try:
-            self.transport.send(self.ms.from_email, sub.email, msg)
+            self.stop.in_flight = True
+            try:
+                self.transport.send(self.ms.from_email, sub.email, msg)
+            finally:
+                self.stop.in_flight = False
         except SendFailure as failure:
             self._failed(row, sub, failure)
         else:
@@ -235,6 +269,7 @@ class _Sender:
                        next_attempt_at=None)  # fmt: skip
             self.report.sent += 1
             self._record(True)
+        self.in_flight = None
 
     def _failed(self, row: Row, sub: Row, f: SendFailure) -> None:
         attempts, error, did = row.attempts + 1, str(f), row.id
@@ -293,7 +328,7 @@ class _Sender:
         now = time.monotonic()
         self.next_slot = max(self.next_slot, now)
         if self.next_slot > now:
-            time.sleep(self.next_slot - now)
+            self.stop.sleep(self.next_slot - now)
         self.next_slot += 1.0 / rate
 
     def _template(self, key: str) -> MessageTemplate:
@@ -355,22 +390,28 @@ class _Sender:
     def _close(self) -> None:
         transport, self.transport = self.transport, None
         if transport is not None:
-            transport.close()
+            # After an abandoned message the session is mid-exchange: drop it (a QUIT would wait for the answer).
+            abort = getattr(transport, "abort", None) if self.stop.abandoned else None
+            (abort or transport.close)()
 
     # -- end of run --
 
-    def _release(self, conn: Connection) -> None:
-        """Claimed rows never attempted (the run stopped) go back to pending: they were certainly not sent."""
-        if not self.held:
-            return
+    def _release(self, conn: Connection, keep: int | None = None) -> int:
+        """Claimed rows never attempted (the run stopped) go back to pending: they were certainly not sent.
+        `keep`: a row whose message was abandoned mid-exchange stays `sending` (it may have been accepted).
+        Returns how many rows went back."""
+        release = self.held - {keep}
+        self.held.clear()
+        if not release:
+            return 0
         conn.rollback()
-        conn.execute(
+        result = conn.execute(
             update(DELIVERIES)
-            .where(DELIVERIES.c.id.in_(self.held), DELIVERIES.c.status == "sending", DELIVERIES.c.worker == self.worker)
+            .where(DELIVERIES.c.id.in_(release), DELIVERIES.c.status == "sending", DELIVERIES.c.worker == self.worker)
             .values(status="pending", worker=None, claimed_at=None, updated_at=utcnow())
         )
         conn.commit()
-        self.held.clear()
+        return result.rowcount or 0
 
     def _wait_for_retries(self, conn: Connection) -> bool:
         """Deferred rows fall due within retry_wait_s: wait for the first, then claim again. Else end the run."""
@@ -389,7 +430,7 @@ class _Sender:
         if wait > 0:
             if self.progress:
                 self.progress(f"{self.worker}: waiting {wait:.0f}s for deferred messages")
-            time.sleep(wait)
+            self.stop.sleep(wait)  # a stop signal ends the wait; the next claim check ends the run
         return True
 
 
@@ -476,17 +517,36 @@ def send_issue(
         missing = needed_variants(session, issue_id) - set(variants)
         if missing:
             raise ValueError(f"variants not rendered: {', '.join(sorted(missing))}")
-        issue_date = issue.issue_date
+        issue_date, frequency = issue.issue_date, issue.frequency
         if dry_run:
             return _dry_run(session, issue_id, issue_date, variants, ms, cfg, worker)
+    with session_scope(settings.database_url) as session:
+        serialize(session, issue_lock(issue_date, frequency))  # never in the middle of a concurrent rebuild
         freeze_issue(session, issue_id)  # from now on a rebuild keeps exactly these papers
     n = cfg.workers if not settings.database_url.startswith("sqlite") else 1
     names = [worker] if n == 1 else [f"{worker}/{i}" for i in range(n)]
-    senders = [_Sender(settings, cfg, ms, issue_id, issue_date, variants, factory, w, progress) for w in names]
-    report = senders[0].run() if n == 1 else _run_threads(senders, worker)
+    stop = StopRequest()
+    senders = [_Sender(settings, cfg, ms, issue_id, issue_date, variants, factory, w, progress, stop) for w in names]
+    # One sender runs in this thread, so a second signal may abandon its message in flight; with threads the
+    # signal reaches only this (waiting) thread, and each sender finishes its own message.
+    with stop_on_signals(stop, abandon=n == 1):
+        report = senders[0].run() if n == 1 else _run_threads(senders, worker)
+    if report.interrupted:  # stopped early by a signal (one that came after the last message changes nothing)
+        _interrupted(report, report.interrupted)
     with session_scope(settings.database_url) as session:
         report.left = deliveries_report(session, issue_id, max_failures=0)["counts"]
     return report
+
+
+def _interrupted(report: SendReport, signal_name: str) -> None:
+    """The report of a run stopped by a signal: what went back to pending (and what may need recovery)."""
+    report.interrupted = signal_name
+    report.stopped = f"interrupted by {signal_name}: {report.released} claimed message(s) put back to pending"
+    if report.abandoned:
+        report.stopped += (
+            f"; {report.abandoned} abandoned in flight stay 'sending' until recovered (`send --recover` after "
+            "stale_after_s; at most one duplicate each)"
+        )
 
 
 def _run_threads(senders: list[_Sender], worker: str) -> SendReport:

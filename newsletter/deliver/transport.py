@@ -337,6 +337,13 @@ class SmtpTransport(_Base):
         if smtp is not None:
             _quietly_close(smtp)
 
+    def abort(self) -> None:
+        """Drop the connection without QUIT: the session is mid-exchange (a message abandoned in flight), and a
+        QUIT would wait for the answer to it."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
 
 def _quietly_close(smtp: smtplib.SMTP) -> None:
     try:

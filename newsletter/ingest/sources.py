@@ -20,13 +20,10 @@ from newsletter.ingest.archive import (
     now,
     sha256_hex,
 )
-from newsletter.ingest.fetch import fetch
+from newsletter.ingest.fetch import fetch, over_limit_message, payload_limit
 from newsletter.ingest.parse.detect import guess_kind
 
 FILE_SUFFIXES = {"markdown": (".md", ".markdown"), "text": (".txt",)}
-
-
-DEFAULT_MAX_PAYLOAD_MB = 20  # a few times the largest real feed snapshot (2.6 MB)
 
 
 class SourceFailed(Exception):
@@ -37,18 +34,12 @@ class PayloadTooLarge(ValueError):
     """A payload over `[fetch] max_payload_mb`: refused whole, nothing of it archived."""
 
     def __init__(self, limit_mb: float) -> None:
-        super().__init__(f"payload over {limit_mb:g} MB")
-
-
-def max_payload_bytes(settings: Settings) -> tuple[int, float]:
-    """(limit in bytes, limit in MB) from `[fetch] max_payload_mb`; MB = 10**6 bytes."""
-    limit_mb = float(getattr(settings.fetch, "max_payload_mb", DEFAULT_MAX_PAYLOAD_MB))
-    return int(limit_mb * 1_000_000), limit_mb
+        super().__init__(over_limit_message(limit_mb))
 
 
 def read_bounded(path: Path, settings: Settings) -> bytes:
     """The file's bytes, read no further than the cap (a FIFO or /dev/zero has no honest size)."""
-    limit, limit_mb = max_payload_bytes(settings)
+    limit, limit_mb = payload_limit(settings.fetch)
     with path.open("rb") as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
@@ -64,6 +55,8 @@ def fetch_source(settings: Settings, src: Source) -> Iterator[Payload]:
     if not result.ok:
         with session_scope(settings.database_url) as session:
             log_fetch(session, empty, result.status, None, error=result.error)
+        if result.status == 200:  # answered, but the body was refused (over the cap, undecodable)
+            raise SourceFailed(f"{result.error} ({src.url})")
         raise SourceFailed(f"{src.url}: {result.error} (after {result.attempts} attempts)")
     if result.not_modified:
         with session_scope(settings.database_url) as session:
@@ -91,7 +84,10 @@ def _files(src: Source) -> list[Path]:
 def read_source(settings: Settings, src: Source) -> Iterator[Payload]:
     """The files at `src.path` whose bytes were not stored before (the local equivalent of a 304)."""
     for path in _files(src):
-        data = path.read_bytes()
+        try:
+            data = read_bounded(path, settings)
+        except PayloadTooLarge as exc:
+            raise SourceFailed(f"{path}: {exc}") from None
         if already_stored(settings.database_url, src.name, str(path), sha256_hex(data)):
             continue
         payload = Payload(src.name, src.kind, str(path), data, now())

@@ -331,6 +331,11 @@ def archive_name(issue_date: date, frequency: str = Frequency.DAILY) -> str:
     return issue_date.isoformat()
 
 
+def issue_lock(issue_date: date, frequency: str = Frequency.DAILY) -> str:
+    """The name under which building and freezing one issue take turns (`db.serialize`)."""
+    return f"issue:{frequency}:{issue_date.isoformat()}"
+
+
 def freeze_issue(session: Session, issue_id: int) -> None:
     """Called when delivery starts: from now on a rebuild keeps exactly these papers."""
     row = session.get(IssueRow, issue_id)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.config import Settings
-from newsletter.db import session_scope
+from newsletter.db import serialize, session_scope
 from newsletter.db.models import (
     Delivery,
     FetchLog,
@@ -39,7 +39,7 @@ from newsletter.deliver.message import MessageSettings, MessageTemplate, Person,
 from newsletter.deliver.picks import Picker, batch_picks, foryou_of
 from newsletter.deliver.sender import send_issue, send_test
 from newsletter.deliver.transport import OutboxTransport, outbox_dir
-from newsletter.issue.build import Period, archive_name, build_issue
+from newsletter.issue.build import Period, archive_name, build_issue, issue_lock
 from newsletter.pipeline.ingest import SourceReport, ingest, replay
 from newsletter.records import Frequency, Issue, Language, VariantSpec
 from newsletter.render.feed import write_feed
@@ -91,8 +91,10 @@ def translation_model(settings: Settings) -> str | None:
 
 
 def build_step(settings: Settings, period: Period) -> tuple[Issue | None, dict]:
-    """Build (or rebuild identically) the issue for a period."""
+    """Build (or rebuild identically) the issue for a period. Two runs building the same issue at once take
+    turns (the second finds the first's issue), as does a send freezing it (`deliver.sender.send_issue`)."""
     with session_scope(settings.database_url) as session:
+        serialize(session, issue_lock(period.last, period.frequency))
         issue = build_issue(session, period, settings.issue, translation_model(settings))
     if issue is None:
         return None, {
@@ -135,7 +137,8 @@ def translate_step(settings: Settings, issue_id: int) -> dict:
 
 
 def render_step(settings: Settings, issue: Issue, specs: list[VariantSpec]) -> dict:
-    """Render each variant once and store it; an unchanged issue reuses what is stored."""
+    """Render each variant once and store it; an unchanged issue reuses what is stored. Two runs rendering the
+    same new variant at once both store it (an upsert: the same content, one row), neither fails."""
 
     opts = render_options(settings)
     rendered, reused, largest = 0, 0, 0
@@ -152,20 +155,31 @@ def render_step(settings: Settings, issue: Issue, specs: list[VariantSpec]) -> d
                 largest = max(largest, row.html_encoded_size)
                 continue
             variant = render_variant(issue, spec.lang, spec.topics, opts)
-            if row is None:
-                row = IssueVariant(issue_id=issue.issue_id, variant_key=spec.key)
-                session.add(row)
-            _store_variant(row, variant, issue.content_hash)
+            _store_variant(session, issue.issue_id, spec.key, variant, issue.content_hash)
             rendered += 1
             largest = max(largest, variant.html_encoded_size)
     return {"variants": len(specs), "rendered": rendered, "reused": reused, "largest_html_bytes": largest}
 
 
-def _store_variant(row: IssueVariant, variant, content_hash: str) -> None:
-    row.subject, row.preheader, row.html, row.text = variant.subject, variant.preheader, variant.html, variant.text
-    row.html_encoded_size, row.n_full, row.n_listed = variant.html_encoded_size, variant.n_full, variant.n_listed
-    row.content_hash, row.created_at = content_hash, datetime.now(UTC)
-    row.foryou = variant.foryou.as_dict() if variant.foryou else None
+def _store_variant(session, issue_id: int, key: str, variant, content_hash: str) -> None:
+    """INSERT ... ON CONFLICT (issue_id, variant_key) DO UPDATE: a concurrent run that stored the same variant
+    first is overwritten with identical content instead of failing on the unique key."""
+    values = {
+        "subject": variant.subject,
+        "preheader": variant.preheader,
+        "html": variant.html,
+        "text": variant.text,
+        "html_encoded_size": variant.html_encoded_size,
+        "n_full": variant.n_full,
+        "n_listed": variant.n_listed,
+        "content_hash": content_hash,
+        "created_at": datetime.now(UTC),
+        "foryou": variant.foryou.as_dict() if variant.foryou else None,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    statement = insert(IssueVariant).values(issue_id=issue_id, variant_key=key, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=["issue_id", "variant_key"], set_=values))
 
 
 def load_variants(settings: Settings, issue_id: int) -> dict[str, IssueVariant]:

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import logging
 import re
+import socket
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
@@ -622,7 +623,26 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     port = port if port is not None else settings.web.port
     check_secret(host)
     app = create_app(settings)
+    _check_listen(host, port)
     config = uvicorn.Config(app, host=host, port=port, server_header=False, log_level="info")
     # After Config: it (re)configures uvicorn's loggers.
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except SystemExit as exc:  # uvicorn exits with status 3 when it cannot bind (taken between check and run)
+        if exc.code:
+            raise OSError(f"cannot listen on {host}:{port} (see the log line above)") from None
+        raise
+
+
+def _check_listen(host: str, port: int) -> None:
+    """An address in use or a host that does not resolve is one line (exit status 1), before uvicorn starts and
+    logs its own startup."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _name, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
