@@ -16,7 +16,9 @@ How: per module, the checkout's `newsletter/`, `tests/`, `bench/` and config are
 copy's pyproject.toml, and `mutmut run` is started there. mutmut first runs the tests once to learn which test
 calls which function, then runs, per mutant, only those tests, stopping at the first failure. Deselected for
 time: the PostgreSQL cases (unless --postgres; the SKIP LOCKED claims are PostgreSQL-only, so a few sender
-mutants survive without them) and the SIGKILL test (a 12 s subprocess per surviving mutant). Results are read
+mutants survive without them) and the SIGKILL test (a 12 s subprocess per surviving mutant). A second run of a module
+resumes: only the mutants without a result are run (`--retest-survivors`: only the survivors, after adding
+tests; mutmut collects which tests call what for the new tests alone). Results are read
 from mutmut's own records (mutants/*.meta); `--survivors` lists the mutants no test noticed and
 `--show MODULE:MUTANT` prints the diff of one.
 
@@ -121,6 +123,18 @@ def exit_codes(name: str) -> dict[str, int | None]:
     return {k: v for k, v in codes.items() if any(fnmatch.fnmatchcase(k, p) for p in module.patterns)}
 
 
+def to_run(name: str, only: str | None, survivors: bool) -> list[str]:
+    """The mutant names (or globs) to hand to `mutmut run`. mutmut re-runs every mutant it is given by name,
+    finished or not, so a resumed run names only the mutants without a result yet (or, after adding tests,
+    only the survivors); the first run of a module gives the module's globs."""
+    patterns = [only] if only else list(MODULES[name].patterns)
+    codes = exit_codes(name)
+    if not codes:
+        return patterns
+    wanted = [k for k, v in codes.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+    return sorted(k for k in wanted if (codes[k] in SURVIVED if survivors else codes[k] is None))
+
+
 def status(code: int | None) -> str:
     if code in KILLED:
         return "killed"
@@ -147,6 +161,9 @@ def main() -> int:
     parser.add_argument("--postgres", action="store_true", help="also run the PostgreSQL cases (slower)")
     parser.add_argument("--max-children", type=int, default=2, help="parallel mutants (the machine has 2 cores)")
     parser.add_argument("--fresh", action="store_true", help="start over (default: resume var/mutation/<module>)")
+    parser.add_argument(
+        "--retest-survivors", action="store_true", help="run only the mutants that survived last time (new tests)"
+    )
     parser.add_argument("--report", action="store_true", help="only print the results of earlier runs")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants")
     parser.add_argument("--show", metavar="MODULE:MUTANT", help="print the diff of one mutant and exit")
@@ -157,9 +174,13 @@ def main() -> int:
     modules = args.module or sorted(MODULES)
     for name in [] if args.report else modules:
         work = prepare(name, args.postgres, args.fresh)
-        patterns = [args.only] if args.only else list(MODULES[name].patterns)
-        command = [str(mutmut()), "run", "--max-children", str(args.max_children), *patterns]
-        print(f"$ {' '.join(command[1:])}   (in {work})", flush=True)
+        todo = to_run(name, args.only, args.retest_survivors)
+        if not todo:
+            print(f"{name}: nothing left to run (--fresh to start over)")
+            continue
+        command = [str(mutmut()), "run", "--max-children", str(args.max_children), *todo]
+        shown = todo if len(todo) <= 3 else [*todo[:2], f"... ({len(todo)} mutants)"]
+        print(f"$ {' '.join([*command[1:4], *shown])}   (in {work})", flush=True)
         subprocess.run(command, cwd=work, check=False, stdout=subprocess.DEVNULL)
     print()
     for name in modules:
