@@ -52,6 +52,8 @@ def test_claims_take_at_most_size_rows_in_id_order_and_return_them_fresh(setting
     assert [[d.id for d in b] for b in batches] == [ids[:5], ids[5:10], ids[10:], []]
     # The objects returned are the claimed rows as now stored, not the stale copies the session held.
     assert all(d.status == "sending" and d.worker == w for b, w in zip(batches, "abcd", strict=True) for d in b)
+    with session_scope(settings.database_url) as s:  # the claim is the row's last change
+        assert all(d.updated_at == d.claimed_at is not None for d in s.scalars(select(Delivery)))
 
 
 def test_a_failed_row_is_claimed_again_only_when_due_and_under_max_attempts(settings):
@@ -182,7 +184,7 @@ def test_report_lists_every_failed_bounced_and_stuck_row_of_the_issue_by_status_
     with session_scope(url) as s:
         report = deliveries_report(s, issue_id)
     assert report["counts"] == {"pending": 0, "sending": 2, "sent": 1, "failed": 2, "bounced": 1, "skipped": 1}
-    assert report["total"] == 7
+    assert (report["issue_id"], report["issue_date"], report["total"]) == (issue_id, "2024-12-05", 7)
     got = [
         (x["email"], x["status"], x["attempts"], x["error"], x["worker"], x["claimed_at"]) for x in report["failures"]
     ]
@@ -209,3 +211,15 @@ def test_needed_variants_are_those_of_rows_still_to_send_in_this_issue(settings)
     with session_scope(url) as s:
         assert needed_variants(s, issue_id) == {"v-pending", "v-sending", "v-failed"}
         assert needed_variants(s, other) == {"v-other"}
+
+
+def test_report_of_an_unknown_issue_is_empty(settings):
+    with session_scope(settings.database_url) as s:
+        report = deliveries_report(s, 424242)
+    assert report == {
+        "issue_id": 424242,
+        "issue_date": None,
+        "total": 0,
+        "counts": {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "bounced": 0, "skipped": 0},
+        "failures": [],
+    }
