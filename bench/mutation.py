@@ -53,6 +53,14 @@ class Module:
     path: str
     patterns: tuple[str, ...]
     tests: tuple[str, ...]
+    # "collect" (mutmut's default): the fork server imports the tests, and with them the module, once. "none":
+    # every mutant imports it afresh, for modules that compute at import time or cache (the venue rules compile
+    # their regexes at import and build the registry once): under "collect" those mutants could never act.
+    warmup: str = "collect"
+    # Every test of the module's files for every mutant, instead of mutmut's selection (the tests that called
+    # the mutated function in its first run): the venue registry is built once, at import, so mutmut would
+    # credit its builders to whichever test happened to import the module first, or to none.
+    all_tests: bool = False
 
 
 MODULES = {
@@ -66,7 +74,13 @@ MODULES = {
         ("newsletter.deliver.sender.*",),
         ("tests/test_deliver.py", "tests/test_rate_limit.py"),
     ),
-    "venues": Module("newsletter/registry/venues.py", ("newsletter.registry.venues.*",), ("tests/test_venues.py",)),
+    "venues": Module(
+        "newsletter/registry/venues.py",
+        ("newsletter.registry.venues.*",),
+        ("tests/test_venues.py",),
+        "none",
+        True,
+    ),
     "budget": Module(
         "newsletter/render/variant.py",
         tuple(f"newsletter.render.variant.x_{f}__mutmut_*" for f in BUDGET_FUNCTIONS),
@@ -87,6 +101,7 @@ def mutmut_config(module: Module, postgres: bool) -> str:
         f"pytest_add_cli_args_test_selection = {json.dumps(list(module.tests))}\n"
         'also_copy = ["bench", "newsletter.toml"]\n'
         'process_isolation = "forkserver"\n'  # engines, threads and SMTP servers of the stats run stay out of workers
+        f'forkserver_warmup = "{module.warmup}"\n'
         "use_git_change_detection = false\n"
     )
 
@@ -123,16 +138,28 @@ def exit_codes(name: str) -> dict[str, int | None]:
     return {k: v for k, v in codes.items() if any(fnmatch.fnmatchcase(k, p) for p in module.patterns)}
 
 
+def widen_test_selection(name: str) -> None:
+    """Point every function of the module at every test of its files in mutmut's stats (Module.all_tests)."""
+    path = WORK / name / "mutants" / "mutmut-stats.json"
+    stats = json.loads(path.read_text(encoding="utf-8"))
+    tests = sorted(stats["duration_by_test"])
+    for mutant in exit_codes(name):
+        stats["tests_by_mangled_function_name"][mutant.partition("__mutmut_")[0]] = tests
+    path.write_text(json.dumps(stats, indent=4), encoding="utf-8")
+
+
 def to_run(name: str, only: str | None, survivors: bool) -> list[str]:
     """The mutant names (or globs) to hand to `mutmut run`. mutmut re-runs every mutant it is given by name,
     finished or not, so a resumed run names only the mutants without a result yet (or, after adding tests,
-    only the survivors); the first run of a module gives the module's globs."""
+    only the survivors; or those of `--only`, again); the first run of a module gives the module's globs."""
     patterns = [only] if only else list(MODULES[name].patterns)
     codes = exit_codes(name)
     if not codes:
         return patterns
-    wanted = [k for k, v in codes.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
-    return sorted(k for k in wanted if (codes[k] in SURVIVED if survivors else codes[k] is None))
+    wanted = sorted(k for k in codes if any(fnmatch.fnmatchcase(k, p) for p in patterns))
+    if survivors:
+        return [k for k in wanted if codes[k] in SURVIVED]
+    return wanted if only else [k for k in wanted if codes[k] is None]  # --only: run those again
 
 
 def status(code: int | None) -> str:
@@ -174,6 +201,12 @@ def main() -> int:
     modules = args.module or sorted(MODULES)
     for name in [] if args.report else modules:
         work = prepare(name, args.postgres, args.fresh)
+        if MODULES[name].all_tests:
+            if not (work / "mutants" / "mutmut-stats.json").is_file():  # mutants and stats only, no mutant run
+                subprocess.run(
+                    [str(mutmut()), "run", "no-such-mutant"], cwd=work, check=False, stdout=subprocess.DEVNULL
+                )
+            widen_test_selection(name)
         todo = to_run(name, args.only, args.retest_survivors)
         if not todo:
             print(f"{name}: nothing left to run (--fresh to start over)")
