@@ -212,7 +212,7 @@ def main() -> int:
             print(f"{name}: nothing left to run (--fresh to start over)")
             continue
         command = [str(mutmut()), "run", "--max-children", str(args.max_children), *todo]
-        shown = todo if len(todo) <= 3 else [*todo[:2], f"... ({len(todo)} mutants)"]
+        shown = todo if len(todo) <= 3 else [*todo[:2], f"... ({len(todo)} names)"]
         print(f"$ {' '.join([*command[1:4], *shown])}   (in {work})", flush=True)
         subprocess.run(command, cwd=work, check=False, stdout=subprocess.DEVNULL)
     print()
