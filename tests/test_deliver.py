@@ -403,6 +403,54 @@ def test_test_recipient_gets_one_copy_outside_the_ledger(settings):
     assert {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
 
 
+def test_a_test_copy_to_a_subscriber_greets_them_and_carries_their_own_links(settings, token_secret):
+    """A proof sent to a subscriber's address (any case) uses their id and name, so its links work; to anyone
+    else, the name given and no subscriber id. The language is the variant's; every copy has its own
+    Message-ID (clients must not take a second proof for a duplicate)."""
+    import re
+
+    from newsletter.deliver.tokens import parse_token, verify
+
+    settings = with_delivery(settings)
+    issue_id, emails = prepared(settings, 2)  # user001@example.com is "Ada"
+    with session_scope(settings.database_url) as s:
+        ada = s.scalar(select(Subscriber.id).where(Subscriber.email == emails[1]))
+    with SmtpServer() as server:
+        mids = [
+            send_test(settings, issue_id, DAY, hand_variant("zh|"), emails[1].upper(), smtp(server)),
+            send_test(settings, issue_id, DAY, hand_variant("zh|"), "guest@example.org", smtp(server), name="Grace"),
+        ]
+        msgs = [message_from_bytes(r.data, policy=policy.default) for r in server.handler.received]
+    domain = MessageSettings.from_settings(settings).domain
+    assert [m["Message-ID"] for m in msgs] == mids and mids[0] != mids[1]
+    assert all(re.fullmatch(rf"<test-{issue_id}\.[0-9a-f]{{12}}@{re.escape(domain)}>", mid) for mid in mids)
+    assert [m["To"].addresses[0].addr_spec for m in msgs] == [emails[1], "guest@example.org"]
+    texts = [m.get_body(("plain",)).get_content() for m in msgs]
+    assert texts[0].startswith("Ada，你好！") and texts[1].startswith("Grace，你好！")
+    tokens = [re.search(r"unsubscribe\?token=([^\s\"&]+)", t).group(1) for t in texts]
+    assert parse_token(tokens[0])[0] == ada and verify(tokens[0], emails[1], "unsubscribe")
+    assert parse_token(tokens[1])[0] == 0
+    assert {st for st, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
+
+
+def test_reports_merge_counts_and_keep_the_first_stop():
+    from newsletter.deliver.sender import SendReport
+
+    counters = ("sent", "deferred", "gave_up", "bounced", "requeued", "skipped", "reconnects")
+    a = SendReport(
+        1, "a", **{c: i + 1 for i, c in enumerate(counters)}, elapsed_s=2.0, errors=[f"a{i}" for i in range(15)]
+    )
+    b = SendReport(1, "b", **{c: 10 * (i + 1) for i, c in enumerate(counters)}, elapsed_s=3.0, stopped="breaker open")
+    b.errors = [f"b{i}" for i in range(10)]
+    merged = a.merge(b)
+    assert merged is a
+    assert [getattr(a, c) for c in counters] == [11 * (i + 1) for i in range(len(counters))]
+    assert (a.elapsed_s, a.stopped) == (3.0, "breaker open")
+    assert a.errors == [*(f"a{i}" for i in range(5, 15)), *(f"b{i}" for i in range(10))]  # the last 20
+    c = SendReport(1, "c", stopped="first").merge(SendReport(1, "d", stopped="second", elapsed_s=1.0))
+    assert (c.stopped, c.elapsed_s) == ("first", 1.0)
+
+
 def test_outbox_is_a_maildir_of_parseable_messages(settings, tmp_path):
     settings = with_delivery(settings)
     issue_id, emails = prepared(settings, 7)
