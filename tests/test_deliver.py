@@ -38,7 +38,7 @@ from newsletter.deliver.ledger import (
     variant_key,
 )
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
-from newsletter.deliver.sender import send_issue, send_test
+from newsletter.deliver.sender import default_worker, send_issue, send_test
 from newsletter.deliver.transport import (
     OutboxTransport,
     SmtpConfig,
@@ -379,6 +379,8 @@ def test_dry_run_changes_nothing(settings):
         report = send(settings, issue_id, server, dry_run=True)
         assert server.counts() == {}
     assert report.dry_run and sum(report.would_send.values()) == 8 and report.sent == 0
+    assert (report.issue_id, report.worker) == (issue_id, default_worker())
+    assert report.left == {"pending": 8, "sending": 0, "sent": 0, "failed": 0, "bounced": 0, "skipped": 0}
     assert {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
     with session_scope(settings.database_url) as s:
         assert not s.get(IssueRow, issue_id).frozen
