@@ -29,6 +29,7 @@ from newsletter.db import session_scope
 from newsletter.db.models import Delivery, IssueRow, Subscriber
 from newsletter.deliver import subscribers
 from newsletter.deliver.ledger import (
+    aware,
     claim_statement,
     deliveries_report,
     needed_variants,
@@ -309,6 +310,40 @@ def test_451_not_yet_due_is_left_for_the_next_run(settings):  # (b), across runs
             )
         assert send(settings, issue_id, server).sent == 1
         assert_exactly_once(server, emails)
+
+
+def test_each_failure_leaves_its_row_exactly_so(settings):
+    """One run, three failures: a 550 bounces the row and the subscriber (reason and time recorded); a 451
+    defers it with a due time from the backoff; a 451 on the last allowed attempt gives up (no due time).
+    Each keeps its attempt count and error, and the report counts each once, naming who and why."""
+    settings = with_delivery(settings, retry_base_s=3600, retry_wait_s=0, max_attempts=3)
+    issue_id, emails = prepared(settings, 6)
+    dead, later, last = emails[1], emails[2], emails[3]
+    with session_scope(settings.database_url) as s:
+        s.execute(update(Delivery).where(Delivery.subscriber_id == subscribers.get(s, last).id).values(attempts=2))
+    before = datetime.now(UTC)
+    with SmtpServer(FaultyHandler(reject={dead}, tempfail={later: 1, last: 1})) as server:
+        report = send(settings, issue_id, server)
+        assert_exactly_once(server, emails, never=(dead, later, last))
+    after = datetime.now(UTC)
+    assert (report.sent, report.bounced, report.deferred, report.gave_up, report.requeued) == (3, 1, 1, 1, 0)
+    with session_scope(settings.database_url) as s:
+        rows = {
+            e: s.scalar(select(Delivery).join(Subscriber).where(Subscriber.email == e)) for e in (dead, later, last)
+        }
+        got = {e: (r.status, r.attempts, r.next_attempt_at is None) for e, r in rows.items()}
+        assert got == {dead: ("bounced", 1, True), later: ("failed", 1, False), last: ("failed", 3, True)}
+        due = aware(rows[later].next_attempt_at)
+        assert before + timedelta(seconds=3600) <= due <= after + timedelta(seconds=3600)
+        assert rows[dead].last_error.startswith("permanent at rcpt: 550 5.1.1")
+        assert rows[later].last_error.startswith("transient at rcpt: 451") and rows[last].last_error.startswith(
+            "transient at rcpt: 451"
+        )
+        assert report.errors == [f"{e}: {rows[e].last_error}" for e in (dead, later, last)]
+        sub = subscribers.get(s, dead)
+        assert (sub.status, sub.status_reason) == ("bounced", rows[dead].last_error)
+        assert sub.status_changed_at is not None and sub.updated_at == sub.status_changed_at
+        assert before <= aware(sub.status_changed_at) <= after
 
 
 def test_550_bounces_the_delivery_and_the_subscriber(settings):  # (c)
