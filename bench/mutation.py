@@ -201,11 +201,8 @@ def main() -> int:
     modules = args.module or sorted(MODULES)
     for name in [] if args.report else modules:
         work = prepare(name, args.postgres, args.fresh)
-        if MODULES[name].all_tests:
-            if not (work / "mutants" / "mutmut-stats.json").is_file():  # mutants and stats only, no mutant run
-                subprocess.run(
-                    [str(mutmut()), "run", "no-such-mutant"], cwd=work, check=False, stdout=subprocess.DEVNULL
-                )
+        if MODULES[name].all_tests:  # mutants and stats (of new tests too) first, no mutant run; then widen
+            subprocess.run([str(mutmut()), "run", "no-such-mutant"], cwd=work, check=False, stdout=subprocess.DEVNULL)
             widen_test_selection(name)
         todo = to_run(name, args.only, args.retest_survivors)
         if not todo:
