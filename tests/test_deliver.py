@@ -393,6 +393,12 @@ def test_a_refused_sender_stops_the_run_without_touching_subscribers(settings):
     assert (report.sent, report.bounced, report.left["pending"]) == (0, 0, 10)
     with session_scope(settings.database_url) as s:
         assert {sub.status for sub in s.scalars(select(Subscriber))} == {"active"}
+        rows = s.scalars(select(Delivery).where(Delivery.issue_id == issue_id).order_by(Delivery.id)).all()
+        # The one it tried is released as it was (unclaimed, its attempt not counted) with the reason.
+        tried = [r for r in rows if r.last_error]
+        assert [(r.attempts, r.worker, r.claimed_at) for r in tried] == [(0, None, None)]
+        assert tried[0].last_error == report.stopped.removeprefix("server refuses the sender: ")
+        assert report.errors == [f"{s.get(Subscriber, tried[0].subscriber_id).email}: {tried[0].last_error}"]
 
 
 def test_unsubscribed_after_the_ledger_is_skipped(settings):
