@@ -223,3 +223,22 @@ def test_report_of_an_unknown_issue_is_empty(settings):
         "counts": {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "bounced": 0, "skipped": 0},
         "failures": [],
     }
+
+
+def test_a_claim_takes_only_its_issues_rows_and_a_small_chunk_queues_everyone(settings):
+    """Claims never reach into another issue's ledger; prepare_ledger flushes its inserts every `chunk` rows
+    without losing or doubling any (the default chunk, 1000, is larger than any test's subscriber list)."""
+    issue_id, _ = prepared(settings, 9)
+    url = settings.database_url
+    with session_scope(url) as s:
+        record_posts(s, [post("2024-12-06", "3DGS", paper("2412.00009", "Next"))], "test")
+    with session_scope(url) as s:
+        other = build_issue(s, Period.day(date(2024, 12, 6), "Asia/Shanghai"), IssueSettings()).issue_id
+    with session_scope(url) as s:
+        result = prepare_ledger(s, other, chunk=2)
+    assert result.created >= 5 and result.created + len(result.skipped) == 9
+    with session_scope(url) as s:
+        queued = s.scalars(select(Delivery.subscriber_id).where(Delivery.issue_id == other)).all()
+        assert len(queued) == len(set(queued)) == result.created
+        claimed = claim_batch(s, issue_id, "w", 20)
+    assert {d.issue_id for d in claimed} == {issue_id} and len(claimed) == 9
