@@ -24,7 +24,8 @@ from mutmut's own records (mutants/*.meta); `--survivors` lists the mutants no t
 
 Needs mutmut (the `mutation` extra, not a runtime dependency): `.venv/bin/pip install -e '.[mutation]'`.
 Time on the 2-core development machine (shared with other work): several hours for everything; the ledger
-alone about 30 min. `--only PATTERN` limits a module to some functions (mutmut's mutant-name glob).
+alone about 45 min, the venue rules (1,370 mutants, a fresh import each) over an hour. `--only PATTERN` limits
+a module to some functions (mutmut's mutant-name glob).
 
 Last line: mutation_killed_ledger=<killed share of the ledger's mutants>; target >= 0.85.
 """
