@@ -8,7 +8,7 @@ tests actually pin down: a surviving mutant is a behaviour no test would notice 
 |---|---|---|
 | ledger | all of newsletter/deliver/ledger.py | test_ledger, test_deliver |
 | sender | all of newsletter/deliver/sender.py | test_deliver, test_rate_limit |
-| venues | all of newsletter/registry/venues.py | test_venues |
+| venues | all of newsletter/registry/venues.py | test_venues (not test_registry: its validator checks) |
 | budget | the size budget in newsletter/render/variant.py (BUDGET_FUNCTIONS) | test_render, test_corpus_render |
 
 How: per module, the checkout's `newsletter/`, `tests/`, `bench/` and config are copied to var/mutation/<module>/
@@ -16,13 +16,16 @@ How: per module, the checkout's `newsletter/`, `tests/`, `bench/` and config are
 copy's pyproject.toml, and `mutmut run` is started there. mutmut first runs the tests once to learn which test
 calls which function, then runs, per mutant, only those tests, stopping at the first failure. Deselected for
 time: the PostgreSQL cases (unless --postgres; the SKIP LOCKED claims are PostgreSQL-only, so a few sender
-mutants survive without them) and the SIGKILL test (a 12 s subprocess per surviving mutant). Results are read
+mutants survive without them) and the SIGKILL test (a 12 s subprocess per surviving mutant). A second run of a module
+resumes: only the mutants without a result are run (`--retest-survivors`: only the survivors, after adding
+tests; mutmut collects which tests call what for the new tests alone). Results are read
 from mutmut's own records (mutants/*.meta); `--survivors` lists the mutants no test noticed and
 `--show MODULE:MUTANT` prints the diff of one.
 
 Needs mutmut (the `mutation` extra, not a runtime dependency): `.venv/bin/pip install -e '.[mutation]'`.
 Time on the 2-core development machine (shared with other work): several hours for everything; the ledger
-alone about 30 min. `--only PATTERN` limits a module to some functions (mutmut's mutant-name glob).
+alone about 45 min, the venue rules (1,370 mutants, a fresh import each) over an hour. `--only PATTERN` limits
+a module to some functions (mutmut's mutant-name glob).
 
 Last line: mutation_killed_ledger=<killed share of the ledger's mutants>; target >= 0.85.
 """
@@ -51,6 +54,14 @@ class Module:
     path: str
     patterns: tuple[str, ...]
     tests: tuple[str, ...]
+    # "collect" (mutmut's default): the fork server imports the tests, and with them the module, once. "none":
+    # every mutant imports it afresh, for modules that compute at import time or cache (the venue rules compile
+    # their regexes at import and build the registry once): under "collect" those mutants could never act.
+    warmup: str = "collect"
+    # Every test of the module's files for every mutant, instead of mutmut's selection (the tests that called
+    # the mutated function in its first run): the venue registry is built once, at import, so mutmut would
+    # credit its builders to whichever test happened to import the module first, or to none.
+    all_tests: bool = False
 
 
 MODULES = {
@@ -64,7 +75,13 @@ MODULES = {
         ("newsletter.deliver.sender.*",),
         ("tests/test_deliver.py", "tests/test_rate_limit.py"),
     ),
-    "venues": Module("newsletter/registry/venues.py", ("newsletter.registry.venues.*",), ("tests/test_venues.py",)),
+    "venues": Module(
+        "newsletter/registry/venues.py",
+        ("newsletter.registry.venues.*",),
+        ("tests/test_venues.py",),
+        "none",
+        True,
+    ),
     "budget": Module(
         "newsletter/render/variant.py",
         tuple(f"newsletter.render.variant.x_{f}__mutmut_*" for f in BUDGET_FUNCTIONS),
@@ -85,6 +102,7 @@ def mutmut_config(module: Module, postgres: bool) -> str:
         f"pytest_add_cli_args_test_selection = {json.dumps(list(module.tests))}\n"
         'also_copy = ["bench", "newsletter.toml"]\n'
         'process_isolation = "forkserver"\n'  # engines, threads and SMTP servers of the stats run stay out of workers
+        f'forkserver_warmup = "{module.warmup}"\n'
         "use_git_change_detection = false\n"
     )
 
@@ -121,6 +139,30 @@ def exit_codes(name: str) -> dict[str, int | None]:
     return {k: v for k, v in codes.items() if any(fnmatch.fnmatchcase(k, p) for p in module.patterns)}
 
 
+def widen_test_selection(name: str) -> None:
+    """Point every function of the module at every test of its files in mutmut's stats (Module.all_tests)."""
+    path = WORK / name / "mutants" / "mutmut-stats.json"
+    stats = json.loads(path.read_text(encoding="utf-8"))
+    tests = sorted(stats["duration_by_test"])
+    for mutant in exit_codes(name):
+        stats["tests_by_mangled_function_name"][mutant.partition("__mutmut_")[0]] = tests
+    path.write_text(json.dumps(stats, indent=4), encoding="utf-8")
+
+
+def to_run(name: str, only: str | None, survivors: bool) -> list[str]:
+    """The mutant names (or globs) to hand to `mutmut run`. mutmut re-runs every mutant it is given by name,
+    finished or not, so a resumed run names only the mutants without a result yet (or, after adding tests,
+    only the survivors; or those of `--only`, again); the first run of a module gives the module's globs."""
+    patterns = [only] if only else list(MODULES[name].patterns)
+    codes = exit_codes(name)
+    if not codes:
+        return patterns
+    wanted = sorted(k for k in codes if any(fnmatch.fnmatchcase(k, p) for p in patterns))
+    if survivors:
+        return [k for k in wanted if codes[k] in SURVIVED]
+    return wanted if only else [k for k in wanted if codes[k] is None]  # --only: run those again
+
+
 def status(code: int | None) -> str:
     if code in KILLED:
         return "killed"
@@ -147,6 +189,9 @@ def main() -> int:
     parser.add_argument("--postgres", action="store_true", help="also run the PostgreSQL cases (slower)")
     parser.add_argument("--max-children", type=int, default=2, help="parallel mutants (the machine has 2 cores)")
     parser.add_argument("--fresh", action="store_true", help="start over (default: resume var/mutation/<module>)")
+    parser.add_argument(
+        "--retest-survivors", action="store_true", help="run only the mutants that survived last time (new tests)"
+    )
     parser.add_argument("--report", action="store_true", help="only print the results of earlier runs")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants")
     parser.add_argument("--show", metavar="MODULE:MUTANT", help="print the diff of one mutant and exit")
@@ -157,9 +202,16 @@ def main() -> int:
     modules = args.module or sorted(MODULES)
     for name in [] if args.report else modules:
         work = prepare(name, args.postgres, args.fresh)
-        patterns = [args.only] if args.only else list(MODULES[name].patterns)
-        command = [str(mutmut()), "run", "--max-children", str(args.max_children), *patterns]
-        print(f"$ {' '.join(command[1:])}   (in {work})", flush=True)
+        if MODULES[name].all_tests:  # mutants and stats (of new tests too) first, no mutant run; then widen
+            subprocess.run([str(mutmut()), "run", "no-such-mutant"], cwd=work, check=False, stdout=subprocess.DEVNULL)
+            widen_test_selection(name)
+        todo = to_run(name, args.only, args.retest_survivors)
+        if not todo:
+            print(f"{name}: nothing left to run (--fresh to start over)")
+            continue
+        command = [str(mutmut()), "run", "--max-children", str(args.max_children), *todo]
+        shown = todo if len(todo) <= 3 else [*todo[:2], f"... ({len(todo)} names)"]
+        print(f"$ {' '.join([*command[1:4], *shown])}   (in {work})", flush=True)
         subprocess.run(command, cwd=work, check=False, stdout=subprocess.DEVNULL)
     print()
     for name in modules:

@@ -446,24 +446,6 @@ batch_size = 1
     assert any("in English" in h for h in mails["alan@example.org"])
 
 
-# The sender the test kills: ingest the sample, import the subscribers, send the day by SMTP (batches of 8).
-DOOMED_SENDER = """
-import sys
-from datetime import date
-from newsletter.config import load_settings
-from newsletter.db import session_scope
-from newsletter.deliver.subscribers import import_csv
-from newsletter.pipeline.ingest import ingest
-from newsletter.pipeline.send import send_date
-
-settings = load_settings()
-ingest(settings)
-with session_scope(settings.database_url) as session:
-    import_csv(session, open(sys.argv[1], encoding="utf-8").read())
-send_date(settings, date.fromisoformat(sys.argv[2]))
-"""
-
-
 def _xcoms(home: Path, task_id: str) -> list:
     """The return values a task pushed (one per mapped instance), read from the Airflow metadata database."""
     with sqlite3.connect(home / "airflow.db") as db:
@@ -471,11 +453,17 @@ def _xcoms(home: Path, task_id: str) -> list:
         return [json.loads(value) for (value,) in rows]
 
 
+def _sending_rows(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM deliveries WHERE status = 'sending'").fetchone()[0]
+
+
 def test_scheduled_send_recovers_claims_of_a_sigkilled_sender(tmp_path, airflow_db):
     """README: rows a crashed sender left in `sending` are requeued by the next DAG run after `stale_after_s`.
-    A real sender process is SIGKILLed mid-batch (the server holds back the 250 of its 3rd message, the one
-    ambiguous window); the DAG's run for that day then requeues the dead claims, counts them in its XCom, and
-    every subscriber ends with exactly one mail, except at most the one that was in flight."""
+    The DAG's own `send` task is SIGKILLed mid-batch (dag.test() runs the tasks in its process; the server holds
+    back the 250 of the 3rd message, the one ambiguous window, and the whole process group is killed there).
+    The next scheduled run for that day then requeues the dead claims, counts them in its XCom, and every
+    subscriber ends with exactly one mail, except at most the one that was in flight."""
     from tests.smtp_server import FaultyHandler, SmtpServer
 
     people = [f"reader{i:02d}@example.org" for i in range(20)]
@@ -487,17 +475,21 @@ def test_scheduled_send_recovers_claims_of_a_sigkilled_sender(tmp_path, airflow_
         env = _env(
             tmp_path, airflow_db, config, NEWSLETTER_SMTP_URL=smtp.url, NEWSLETTER_TOKEN_SECRET=TEST_TOKEN_SECRET
         )
-        child = subprocess.Popen([sys.executable, "-c", DOOMED_SENDER, str(csv), "2026-11-25"], env=env, cwd=tmp_path)
+        first = {"dags": str(DAGS), "dag_id": "digest_newsletter", "subscribers": str(csv),
+                 "runs": [{"logical_date": None, "run_after": "2026-11-26T00:30:00+00:00"}]}  # fmt: skip
+        doomed = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, json.dumps(first)], env=env, cwd=env["AIRFLOW_HOME"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
         try:
-            assert smtp.wait_for(3, timeout=120), "the sender never reached the server"
+            assert smtp.wait_for(3, timeout=300), "the DAG's send task never reached the server"
         finally:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=30)
+            os.killpg(doomed.pid, signal.SIGKILL)  # the task process and anything it started
+            doomed.wait(timeout=30)
         smtp.handler.release()
-        assert child.returncode == -signal.SIGKILL
-        with sqlite3.connect(tmp_path / "newsletter.db") as db:
-            claimed = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sending'").fetchone()[0]
-        assert claimed == 6  # the rest of the killed batch of 8: 2 were marked sent after their 250
+        assert doomed.returncode == -signal.SIGKILL
+        assert [x["task_id"] for x in _running(Path(env["AIRFLOW_HOME"]))] == ["send"]  # killed inside `send`
+        assert _sending_rows(tmp_path / "newsletter.db") == 6  # the rest of the batch of 8: 2 were marked sent
         time.sleep(1.5)  # let the claims grow older than stale_after_s (a precondition, not a timing assertion)
         run = _run_dag(env, "digest_newsletter", [{"logical_date": None, "run_after": "2026-11-26T01:00:00+00:00"}],
                        subscribers=None)["runs"][0]  # fmt: skip
@@ -508,6 +500,14 @@ def test_scheduled_send_recovers_claims_of_a_sigkilled_sender(tmp_path, airflow_
     assert set(counts) == set(people)
     assert sum(n - 1 for n in counts.values()) == 1, counts  # the one in flight at the kill; nobody else twice
     assert _sent_to(tmp_path / "newsletter.db") == people
+    assert _sending_rows(tmp_path / "newsletter.db") == 0
+
+
+def _running(home: Path) -> list[dict]:
+    """Task instances Airflow still believes are running (what a SIGKILLed task leaves behind)."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        rows = db.execute("SELECT task_id, map_index FROM task_instance WHERE state = 'running'")
+        return [{"task_id": t, "map_index": m} for t, m in rows]
 
 
 def _markdown_post(day: str, topic: str, papers: list[tuple[str, str]]) -> str:

@@ -29,6 +29,7 @@ from newsletter.db import session_scope
 from newsletter.db.models import Delivery, IssueRow, Subscriber
 from newsletter.deliver import subscribers
 from newsletter.deliver.ledger import (
+    aware,
     claim_statement,
     deliveries_report,
     needed_variants,
@@ -38,7 +39,7 @@ from newsletter.deliver.ledger import (
     variant_key,
 )
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
-from newsletter.deliver.sender import send_issue, send_test
+from newsletter.deliver.sender import default_worker, send_issue, send_test
 from newsletter.deliver.transport import (
     OutboxTransport,
     SmtpConfig,
@@ -311,6 +312,40 @@ def test_451_not_yet_due_is_left_for_the_next_run(settings):  # (b), across runs
         assert_exactly_once(server, emails)
 
 
+def test_each_failure_leaves_its_row_exactly_so(settings):
+    """One run, three failures: a 550 bounces the row and the subscriber (reason and time recorded); a 451
+    defers it with a due time from the backoff; a 451 on the last allowed attempt gives up (no due time).
+    Each keeps its attempt count and error, and the report counts each once, naming who and why."""
+    settings = with_delivery(settings, retry_base_s=3600, retry_wait_s=0, max_attempts=3)
+    issue_id, emails = prepared(settings, 6)
+    dead, later, last = emails[1], emails[2], emails[3]
+    with session_scope(settings.database_url) as s:
+        s.execute(update(Delivery).where(Delivery.subscriber_id == subscribers.get(s, last).id).values(attempts=2))
+    before = datetime.now(UTC)
+    with SmtpServer(FaultyHandler(reject={dead}, tempfail={later: 1, last: 1})) as server:
+        report = send(settings, issue_id, server)
+        assert_exactly_once(server, emails, never=(dead, later, last))
+    after = datetime.now(UTC)
+    assert (report.sent, report.bounced, report.deferred, report.gave_up, report.requeued) == (3, 1, 1, 1, 0)
+    with session_scope(settings.database_url) as s:
+        rows = {
+            e: s.scalar(select(Delivery).join(Subscriber).where(Subscriber.email == e)) for e in (dead, later, last)
+        }
+        got = {e: (r.status, r.attempts, r.next_attempt_at is None) for e, r in rows.items()}
+        assert got == {dead: ("bounced", 1, True), later: ("failed", 1, False), last: ("failed", 3, True)}
+        due = aware(rows[later].next_attempt_at)
+        assert before + timedelta(seconds=3600) <= due <= after + timedelta(seconds=3600)
+        assert rows[dead].last_error.startswith("permanent at rcpt: 550 5.1.1")
+        assert rows[later].last_error.startswith("transient at rcpt: 451") and rows[last].last_error.startswith(
+            "transient at rcpt: 451"
+        )
+        assert report.errors == [f"{e}: {rows[e].last_error}" for e in (dead, later, last)]
+        sub = subscribers.get(s, dead)
+        assert (sub.status, sub.status_reason) == ("bounced", rows[dead].last_error)
+        assert sub.status_changed_at is not None and sub.updated_at == sub.status_changed_at
+        assert before <= aware(sub.status_changed_at) <= after
+
+
 def test_550_bounces_the_delivery_and_the_subscriber(settings):  # (c)
     settings = with_delivery(settings)
     issue_id, emails = prepared(settings)
@@ -358,6 +393,12 @@ def test_a_refused_sender_stops_the_run_without_touching_subscribers(settings):
     assert (report.sent, report.bounced, report.left["pending"]) == (0, 0, 10)
     with session_scope(settings.database_url) as s:
         assert {sub.status for sub in s.scalars(select(Subscriber))} == {"active"}
+        rows = s.scalars(select(Delivery).where(Delivery.issue_id == issue_id).order_by(Delivery.id)).all()
+        # The one it tried is released as it was (unclaimed, its attempt not counted) with the reason.
+        tried = [r for r in rows if r.last_error]
+        assert [(r.attempts, r.worker, r.claimed_at) for r in tried] == [(0, None, None)]
+        assert tried[0].last_error == report.stopped.removeprefix("server refuses the sender: ")
+        assert report.errors == [f"{s.get(Subscriber, tried[0].subscriber_id).email}: {tried[0].last_error}"]
 
 
 def test_unsubscribed_after_the_ledger_is_skipped(settings):
@@ -379,6 +420,8 @@ def test_dry_run_changes_nothing(settings):
         report = send(settings, issue_id, server, dry_run=True)
         assert server.counts() == {}
     assert report.dry_run and sum(report.would_send.values()) == 8 and report.sent == 0
+    assert (report.issue_id, report.worker) == (issue_id, default_worker())
+    assert report.left == {"pending": 8, "sending": 0, "sent": 0, "failed": 0, "bounced": 0, "skipped": 0}
     assert {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
     with session_scope(settings.database_url) as s:
         assert not s.get(IssueRow, issue_id).frozen
@@ -401,6 +444,54 @@ def test_test_recipient_gets_one_copy_outside_the_ledger(settings):
     assert msg["Message-ID"] == mid and mid.startswith(f"<test-{issue_id}.")
     assert "你好" in msg.get_body(("plain",)).get_content()
     assert {s for s, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
+
+
+def test_a_test_copy_to_a_subscriber_greets_them_and_carries_their_own_links(settings, token_secret):
+    """A proof sent to a subscriber's address (any case) uses their id and name, so its links work; to anyone
+    else, the name given and no subscriber id. The language is the variant's; every copy has its own
+    Message-ID (clients must not take a second proof for a duplicate)."""
+    import re
+
+    from newsletter.deliver.tokens import parse_token, verify
+
+    settings = with_delivery(settings)
+    issue_id, emails = prepared(settings, 2)  # user001@example.com is "Ada"
+    with session_scope(settings.database_url) as s:
+        ada = s.scalar(select(Subscriber.id).where(Subscriber.email == emails[1]))
+    with SmtpServer() as server:
+        mids = [
+            send_test(settings, issue_id, DAY, hand_variant("zh|"), emails[1].upper(), smtp(server)),
+            send_test(settings, issue_id, DAY, hand_variant("zh|"), "guest@example.org", smtp(server), name="Grace"),
+        ]
+        msgs = [message_from_bytes(r.data, policy=policy.default) for r in server.handler.received]
+    domain = MessageSettings.from_settings(settings).domain
+    assert [m["Message-ID"] for m in msgs] == mids and mids[0] != mids[1]
+    assert all(re.fullmatch(rf"<test-{issue_id}\.[0-9a-f]{{12}}@{re.escape(domain)}>", mid) for mid in mids)
+    assert [m["To"].addresses[0].addr_spec for m in msgs] == [emails[1], "guest@example.org"]
+    texts = [m.get_body(("plain",)).get_content() for m in msgs]
+    assert texts[0].startswith("Ada，你好！") and texts[1].startswith("Grace，你好！")
+    tokens = [re.search(r"unsubscribe\?token=([^\s\"&]+)", t).group(1) for t in texts]
+    assert parse_token(tokens[0])[0] == ada and verify(tokens[0], emails[1], "unsubscribe")
+    assert parse_token(tokens[1])[0] == 0
+    assert {st for st, _ in ledger(settings.database_url, issue_id).values()} == {"pending"}
+
+
+def test_reports_merge_counts_and_keep_the_first_stop():
+    from newsletter.deliver.sender import SendReport
+
+    counters = ("sent", "deferred", "gave_up", "bounced", "requeued", "skipped", "reconnects")
+    a = SendReport(
+        1, "a", **{c: i + 1 for i, c in enumerate(counters)}, elapsed_s=2.0, errors=[f"a{i}" for i in range(15)]
+    )
+    b = SendReport(1, "b", **{c: 10 * (i + 1) for i, c in enumerate(counters)}, elapsed_s=3.0, stopped="breaker open")
+    b.errors = [f"b{i}" for i in range(10)]
+    merged = a.merge(b)
+    assert merged is a
+    assert [getattr(a, c) for c in counters] == [11 * (i + 1) for i in range(len(counters))]
+    assert (a.elapsed_s, a.stopped) == (3.0, "breaker open")
+    assert a.errors == [*(f"a{i}" for i in range(5, 15)), *(f"b{i}" for i in range(10))]  # the last 20
+    c = SendReport(1, "c", stopped="first").merge(SendReport(1, "d", stopped="second", elapsed_s=1.0))
+    assert (c.stopped, c.elapsed_s) == ("first", 1.0)
 
 
 def test_outbox_is_a_maildir_of_parseable_messages(settings, tmp_path):

@@ -184,7 +184,9 @@ def test_page_tags_beat_the_file_name(sqlite_settings, tmp_path):
     report = ingest_file(sqlite_settings, path, source="page")
     assert report.status == "ok", report.error
     assert posts_in_store(sqlite_settings.database_url) == {("2026-11-25", "NeRF")}
-    assert any("file name says topic 'Download'" in w and "'NeRF' used" in w for w in report.stats.warnings)
+    assert report.stats.warnings == [
+        "page: 2026-11-25_download.html: the file name says topic 'Download', the page's tags say 'NeRF': 'NeRF' used"
+    ]
 
 
 def test_bundled_sample_feed_is_unchanged_by_the_doctype_guard():

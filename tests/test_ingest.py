@@ -211,10 +211,10 @@ def test_entry_that_crashes_the_parser_is_reported_and_others_still_ingested(sql
     monkeypatch.setattr(feed, "parse_digest_html", explode_on_nerf)
     report = ingest_file(sqlite_settings, BAD_PAPER_FEED, source="fixture")
     assert report.status == "ok"
-    assert any(
-        "entry NeRF (https://digest.example.org/Paper/2026-11-20/NeRF/)" in w and "parser bug" in w
-        for w in report.stats.warnings
-    )
+    assert report.stats.warnings == [
+        "fixture: entry NeRF (https://digest.example.org/Paper/2026-11-20/NeRF/) could not be parsed: "
+        "RuntimeError: parser bug"
+    ]
     assert {p["arxiv_id"] for p in store_snapshot(sqlite_settings.database_url)} == {"2611.09002"}
 
 
@@ -285,7 +285,7 @@ def test_payload_not_stored_is_fetched_again_not_skipped_as_304(settings, monkey
         [second] = ingest(live)
         [third] = ingest(live)
         conditional = ["If-None-Match" in headers for _path, headers in srv.requests]
-    assert first.failed and "database went away" in first.stats.warnings[0]
+    assert first.failed and first.stats.warnings == ["blog: atom.xml: could not be ingested: database went away"]
     assert second.status == "ok" and second.stats.papers_new == 7
     assert third.status == "not modified"
     assert conditional == [False, False, True]

@@ -98,6 +98,13 @@ _GOOD_VENUE = '[[venue]]\nname = "GOOD"\nkind = "conference"\naliases = ["GOOD"]
         ('name = "X"\nkind = "journal"\nfull_names = [\'Journal\\S+Things\']', ["name = 'X'", "upper-case escapes"]),
         ('name = "X"\nkind = "journal"\naliases = ["!X"]', ["name = 'X'", "aliases_cased"]),
         ('name = "X"\nkind = "journal"\naliases = [" X"]', ["name = 'X'", "spaces around"]),
+        ('name = "X"\nkind = "journal"\naliases = [""]', ["name = 'X'", "alias '' is empty or has spaces around it"]),
+        ('name = "X"\nkind = "journal"\naliases = ["~X"]', ["alias '~X': list it under aliases_cased"]),
+        ('name = "X"\nkind = "journal"\naliases_strict = ["-/-"]', ["alias '-/-' has no letter or digit"]),
+        (
+            'name = "X"\nkind = "journal"\nfull_names_strict = [\'Journal of (Things\']',
+            ["full name 'Journal of (Things' is not a valid regular expression"],
+        ),
         ('name = "X"\nkind = "journal"', ["name = 'X'", "at least one alias or full name"]),
         ('name = "GOOD"\nkind = "journal"\naliases = ["GOOD2"]', ["'GOOD' is listed twice"]),
         ('name = "X"\nkind = "journal"\naliases = ["g-o-o-d"]', ["'g-o-o-d' of venue 'X' belongs to 'GOOD' already"]),
@@ -116,8 +123,14 @@ def test_venue_schema_refuses(entry: str, expected: list[str]) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[cues]\nnull = []\nneg = ['(sub)mitted']\npos = []\ntrack = []", ["cues: neg[0]", "capturing group"]),
-        ("[cues]\nnull = []\nneg = []\npos = ['accept(']\ntrack = []", ["cues: pos[0]", "not a valid regular"]),
+        (
+            "[cues]\nnull = []\nneg = ['(sub)mitted']\npos = []\ntrack = []",
+            ["cues: neg[0]", "pattern '(sub)mitted' has a capturing group; write (?:...) instead"],
+        ),
+        (
+            "[cues]\nnull = []\nneg = []\npos = ['accept(']\ntrack = []",
+            ["cues: pos[0]", "pattern 'accept(' is not a valid regular expression"],
+        ),
         (
             "track = [{name = 'oral', pattern = 'oral'}, {name = 'oral', pattern = 'orals'}]\n"
             "[cues]\nnull = []\nneg = []\npos = []",

@@ -24,6 +24,7 @@ from newsletter.render.variant import (
     RenderOptions,
     cut_sentences,
     encoded_size,
+    html_encoded_size,
     personalize,
     render_archive,
     render_variant,
@@ -290,21 +291,36 @@ def test_best_papers_kept_in_full(big, big_variants):
                 assert p in full, "accepted papers rank first"
 
 
-@pytest.mark.xfail(
-    reason="written before #12 sized the budget per transfer encoding: its byte arithmetic needs redoing", strict=False
-)
-def test_budget_keeps_the_per_subscriber_reserve_free(issue63):
-    """The budget check counts `personalize_reserve_bytes` on top of the HTML: an issue whose full HTML fits the
-    budget only without that reserve is cut; one byte more of budget (as encoded) and it goes out in full. (zh: its
-    HTML goes base64, the encoding `encoded_size` measures; English now goes quoted-printable.)"""
-    everything = render_variant(issue63, "zh", opts=RenderOptions(html_budget_bytes=10**7))
-    n_bytes, reserve = len(everything.html.encode("utf-8")), RenderOptions().personalize_reserve_bytes
-    assert everything.n_listed == 0 and encoded_size(n_bytes) < encoded_size(n_bytes + reserve)
-    exact = render_variant(issue63, "zh", opts=RenderOptions(html_budget_bytes=encoded_size(n_bytes + reserve)))
-    assert (exact.n_listed, exact.html) == (0, everything.html)
-    short = render_variant(issue63, "zh", opts=RenderOptions(html_budget_bytes=encoded_size(n_bytes + reserve) - 1))
-    assert short.n_listed > 0 and short.n_full < everything.n_full
-    assert encoded_size(len(short.html.encode("utf-8")) + reserve) <= encoded_size(n_bytes + reserve) - 1
+def _reserve_as_encoded(cte: str, reserve: int) -> int:
+    """The worst case of `reserve` bytes of personal values in the part's transfer encoding: non-ASCII bytes
+    take 3 characters each in quoted-printable (=XX), 4 per 3 in base64."""
+    return 3 * reserve if cte == transfer.QP else -(-4 * reserve // 3)
+
+
+@pytest.mark.parametrize(("mode", "cte"), [("en", transfer.QP), ("zh", transfer.BASE64)])
+def test_budget_keeps_the_per_subscriber_reserve_free(issue63, mode, cte):
+    """The budget check counts `personalize_reserve_bytes` (as encoded) on top of the encoded HTML: an issue
+    whose full HTML fits the budget only without that reserve is cut; with exactly the reserve free it goes out
+    in full, byte for byte the same. English goes quoted-printable, Chinese base64: both reserves are pinned."""
+    everything = render_variant(issue63, mode, opts=RenderOptions(html_budget_bytes=10**7))
+    assert transfer.choose(transfer.canonical(everything.html)) == cte
+    size, reserve = everything.html_encoded_size, RenderOptions().personalize_reserve_bytes
+    assert (everything.n_listed, everything.n_hidden, size) == (0, 0, html_encoded_size(everything.html))
+    exact_budget = size + _reserve_as_encoded(cte, reserve)
+
+    exact = render_variant(issue63, mode, opts=RenderOptions(html_budget_bytes=exact_budget))
+    assert (exact.n_listed, exact.over_budget, exact.html) == (0, False, everything.html)
+
+    short = render_variant(issue63, mode, opts=RenderOptions(html_budget_bytes=exact_budget - 1))
+    assert size <= exact_budget - 1  # without the reserve the whole issue would fit this budget ...
+    assert short.n_full < everything.n_full and short.n_listed > 0  # ... with it, papers are cut to titles
+    assert not short.over_budget
+    assert short.html_encoded_size + _reserve_as_encoded(cte, reserve) <= exact_budget - 1
+    # A smaller reserve leaves room for more: the reserve is what was cut for.
+    roomy = render_variant(
+        issue63, mode, opts=RenderOptions(html_budget_bytes=exact_budget - 1, personalize_reserve_bytes=0)
+    )
+    assert roomy.html == everything.html
 
 
 def test_title_list_dropped_only_when_even_titles_do_not_fit(big):

@@ -4,6 +4,7 @@ benchmark, bench/venue_speed.py, not a test.)"""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from bench.venues import score, venue_matches
 from newsletter.records import Venue
 from newsletter.registry.venues import extract_venue, known_venues
 
+REGISTRY_DATA = Path(__file__).resolve().parents[1] / "newsletter" / "registry" / "data"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "venue_cases.jsonl"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 TARGETS = {"precision": 0.97, "recall": 0.95, "venue_accuracy": 0.95, "year_accuracy": 0.95}
@@ -100,7 +102,8 @@ def test_smart_quotes_and_spacing() -> None:
 
 def test_registry_is_broad_and_self_consistent() -> None:
     names = known_venues()
-    assert len(names) >= 150
+    data = tomllib.loads((REGISTRY_DATA / "venues.toml").read_text(encoding="utf-8"))
+    assert names == sorted({venue["name"] for venue in data["venue"]}) and len(names) > 150  # every one, once
     for name in names:  # every canonical name, as written, is recognised as itself
         got = extract_venue(f"Accepted to {name} 2024")
         assert (got.accepted, got.venue, got.year) == (True, name, 2024), name
