@@ -41,6 +41,7 @@ from newsletter.deliver.ledger import (
 from newsletter.deliver.message import MessageSettings, MessageTemplate, Person, assemble
 from newsletter.deliver.sender import default_worker, send_issue, send_test
 from newsletter.deliver.transport import (
+    _SMTP,
     OutboxTransport,
     SmtpConfig,
     SmtpTransport,
@@ -760,6 +761,33 @@ def test_smtp_transport_reports_failures_by_kind():
         t.send("d@example.org", "t@example.org", msg)  # the connection survives RCPT failures
         assert server.counts() == {"ok@example.org": 1, "t@example.org": 1}
         assert b"\r\n.leading dot line" in server.handler.received[0].data  # dot-stuffing round trip
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["a@b.org", "a..b@x.org", ".a@x.org", "o'brien@x.org", "a{b}|c=d@x.org", "A.B@X.ORG", "#!$%&*/?^_`~@x.org",
+     "Ada <ada@x.org>", "ada@x.org (Ada)", "pelé@x.org", "a b@x.org", '"a b"@x.org'],
+)  # fmt: skip
+def test_fast_envelope_is_what_smtplib_sends(address):
+    """MAIL/RCPT skip smtplib's parseaddr for a plain addr-spec: the command must be what stock smtplib sends."""
+    sent = []
+
+    class Recorder(_SMTP):
+        def putcmd(self, cmd, args=""):
+            sent.append((cmd, args))
+
+        def getreply(self):
+            return 250, b"ok"
+
+    class Stock(smtplib.SMTP):
+        putcmd, getreply = Recorder.putcmd, Recorder.getreply
+
+    for cls in (Recorder, Stock):
+        smtp = cls()
+        smtp.does_esmtp = True
+        smtp.mail(address, ["size=10"])
+        smtp.rcpt(address)
+    assert sent[:2] == sent[2:]
 
 
 def test_fast_data_path_delivers_what_smtplib_delivers():
