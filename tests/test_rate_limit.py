@@ -12,6 +12,7 @@ from itertools import pairwise
 import pytest
 
 from newsletter.deliver import sender as sender_module
+from newsletter.deliver.stopping import StopRequest
 from tests.smtp_server import FaultyHandler, SmtpServer
 from tests.test_deliver import ledger, prepared, send, with_delivery
 
@@ -48,6 +49,8 @@ class ClockedHandler(FaultyHandler):
 def clock(monkeypatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(sender_module, "time", fake)
+    # The limiter waits through the stop request (a SIGTERM cuts the wait short): on the fake clock too.
+    monkeypatch.setattr(StopRequest, "sleep", lambda _self, seconds: fake.sleep(max(0.0, seconds)) or False)
     return fake
 
 
