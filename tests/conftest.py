@@ -114,3 +114,27 @@ def sqlite_settings(tmp_path, monkeypatch) -> Settings:
     monkeypatch.chdir(tmp_path)
     base = load_settings(ROOT / "newsletter.toml")
     return replace(base, database_url=f"sqlite:///{tmp_path}/store.db", archive_dir=str(tmp_path / "raw"))
+
+
+# ---- the web app over real HTTP (tests/test_webapp.py, tests/test_web_hardening.py) ----------------------------
+
+
+@pytest.fixture
+def web_settings(settings: Settings, tmp_path, token_secret: str) -> Settings:
+    return replace(settings, web=settings.web.updated(archive_dir=str(tmp_path / "archive")))
+
+
+@pytest.fixture
+def live(web_settings: Settings):
+    from tests.test_webapp import LiveServer  # the server helper lives with the tests that define it
+
+    with LiveServer(web_settings) as server:
+        yield server
+
+
+@pytest.fixture
+def client(live):
+    import httpx
+
+    with httpx.Client(base_url=live.url, timeout=10) as c:
+        yield c

@@ -30,7 +30,7 @@ from tests.test_browser import VALUES as BROWSER_VALUES
 from tests.test_browser import measure, requires_chromium, screenshot
 from tests.test_deliver import smtp, with_delivery
 from tests.test_store import paper, post
-from tests.test_webapp import LiveServer, _add, _token, web_settings  # noqa: F401 (fixture)
+from tests.test_webapp import LiveServer, _add, _token
 
 DAY = date(2024, 12, 5)
 
@@ -316,7 +316,7 @@ def test_the_pick_is_delivered_and_readers_without_interests_get_the_plain_issue
 # ---- the preferences page ----------------------------------------------------------------------------------
 
 
-def test_preferences_page_edits_interests_over_http(web_settings, db_url):  # noqa: F811
+def test_preferences_page_edits_interests_over_http(web_settings, db_url):
     sid = _add(db_url, "ada@example.org", "en")
     with LiveServer(web_settings) as live, httpx.Client(base_url=live.url, timeout=10) as client:
         url = f"/preferences?token={_token(db_url, sid, 'preferences')}"

@@ -7,35 +7,16 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
 import httpx
 import pytest
 
-from newsletter.config import Settings
 from newsletter.deliver import tokens
 from newsletter.web.app import BASE_HEADERS, MAX_FORM_BYTES
 from tests.test_webapp import ONE_CLICK, LiveServer, _add, _state, _token
 
 SECURITY = [*(h.lower() for h in BASE_HEADERS), "content-security-policy"]
-
-
-@pytest.fixture
-def web_settings(settings: Settings, tmp_path, token_secret: str) -> Settings:
-    return replace(settings, web=settings.web.updated(archive_dir=str(tmp_path / "archive")))
-
-
-@pytest.fixture
-def live(web_settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(web_settings) as server:
-        yield server
-
-
-@pytest.fixture
-def client(live: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url, timeout=10) as c:
-        yield c
 
 
 def _raw(port: int, request: bytes, read: bool = True) -> bytes:

@@ -9,9 +9,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import httpx
 import pytest
@@ -75,23 +73,6 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
-
-
-@pytest.fixture
-def web_settings(settings: Settings, tmp_path: Path, token_secret: str) -> Settings:
-    return replace(settings, web=settings.web.updated(archive_dir=str(tmp_path / "archive")))
-
-
-@pytest.fixture
-def live(web_settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(web_settings) as server:
-        yield server
-
-
-@pytest.fixture
-def client(live: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url, timeout=10) as c:
-        yield c
 
 
 def _add(db_url: str, email: str, language: str = "bilingual", topics=None, status: str = "active") -> int:
