@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from airflow.sdk import get_current_context
+from airflow.sdk import Param, get_current_context
 
 from newsletter_airflow.assets import announce_arrivals
 
@@ -105,6 +105,31 @@ def _hh_mm(text: str) -> tuple[int, int]:
     if not (hour.isdigit() and minute[:2].isdigit() and int(hour) < 24 and int(minute[:2]) < 60):
         raise ValueError(f"[issue] weekly_send_time must be HH:MM, got {text!r}")
     return int(hour), int(minute[:2])
+
+
+def send_params(what: str) -> dict[str, Param]:
+    """The run parameters both newsletter DAGs take (trigger form): dry run, a test copy, or an explicit resend of
+    `what` ("this issue", "this week's issue")."""
+    return {
+        "dry_run": Param(False, type="boolean", description="Render and write the mails to the outbox, not SMTP."),
+        "test_recipient": Param(
+            None,
+            type=["null", "string"],
+            description="Send one copy to this address only, outside the ledger (a proof). Empty: real run.",
+        ),
+        "test_lang": Param("bilingual", enum=["en", "zh", "bilingual"], description="Language of the test copy."),
+        "topics": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string"},
+            description="Topic keys of the test copy (one per line); empty: every topic.",
+        ),
+        "resend": Param(
+            False,
+            type="boolean",
+            description=f"Send {what} AGAIN to subscribers who already got it (explicit, logged).",
+        ),
+    }
 
 
 INGEST_KEYS = (

@@ -69,7 +69,7 @@ import socket
 from datetime import date, timedelta
 
 import _digest_common as common
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from newsletter_airflow.assets import PAPER_STORE, PAPER_STORE_ARRIVALS
@@ -139,26 +139,7 @@ is left untouched (a real run afterwards still sends everything)."""
     doc_md=__doc__,
     tags=["newsletter"],
     default_args={"owner": "newsletter", "retries": 0, "on_failure_callback": common.alert_admins},
-    params={
-        "dry_run": Param(False, type="boolean", description="Render and write the mails to the outbox, not SMTP."),
-        "test_recipient": Param(
-            None,
-            type=["null", "string"],
-            description="Send one copy to this address only, outside the ledger (a proof). Empty: real run.",
-        ),
-        "test_lang": Param("bilingual", enum=["en", "zh", "bilingual"], description="Language of the test copy."),
-        "topics": Param(
-            None,
-            type=["null", "array"],
-            items={"type": "string"},
-            description="Topic keys of the test copy (one per line); empty: every topic.",
-        ),
-        "resend": Param(
-            False,
-            type="boolean",
-            description="Send this issue AGAIN to subscribers who already got it (explicit, logged).",
-        ),
-    },
+    params=common.send_params("this issue"),
 )
 def digest_newsletter():
     @task

@@ -43,7 +43,7 @@ import os
 from datetime import date, timedelta
 
 import _digest_common as common
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from newsletter_airflow.assets import PAPER_STORE
@@ -79,15 +79,7 @@ def _week(settings) -> date:
     doc_md=__doc__,
     tags=["newsletter"],
     default_args={"owner": "newsletter", "retries": 0, "on_failure_callback": common.alert_admins},
-    params={
-        "dry_run": Param(False, type="boolean", description="Render and write the mails to the outbox, not SMTP."),
-        "test_recipient": Param(
-            None, type=["null", "string"], description="Send one copy to this address only, outside the ledger."
-        ),
-        "test_lang": Param("bilingual", enum=["en", "zh", "bilingual"], description="Language of the test copy."),
-        "topics": Param(None, type=["null", "array"], items={"type": "string"}, description="Topics of the copy."),
-        "resend": Param(False, type="boolean", description="Send this week's issue AGAIN (explicit, logged)."),
-    },
+    params=common.send_params("this week's issue"),
 )
 def weekly_newsletter():
     @task
