@@ -104,16 +104,20 @@ def token_secret(monkeypatch) -> str:
 @pytest.fixture
 def settings(db_url, tmp_path, monkeypatch) -> Settings:
     """Settings on the bundled defaults, with the database and the raw archive in this test's folders."""
-    monkeypatch.chdir(tmp_path)
-    base = load_settings(ROOT / "newsletter.toml")
-    return replace(base, database_url=db_url, archive_dir=str(tmp_path / "raw"))
+    return _in_tmp(load_settings(ROOT / "newsletter.toml"), db_url, tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def sqlite_settings(tmp_path, monkeypatch) -> Settings:
+    return _in_tmp(load_settings(ROOT / "newsletter.toml"), f"sqlite:///{tmp_path}/store.db", tmp_path, monkeypatch)
+
+
+def _in_tmp(base: Settings, db_url: str, tmp_path: Path, monkeypatch) -> Settings:
+    """The repository's config with everything it writes in this test's folder: the database, the raw archive and
+    the outbox (which the config resolves next to newsletter.toml, in the checkout's own var/)."""
     monkeypatch.chdir(tmp_path)
-    base = load_settings(ROOT / "newsletter.toml")
-    return replace(base, database_url=f"sqlite:///{tmp_path}/store.db", archive_dir=str(tmp_path / "raw"))
+    delivery = base.delivery.updated(outbox=str(tmp_path / "outbox"))
+    return replace(base, database_url=db_url, archive_dir=str(tmp_path / "raw"), delivery=delivery)
 
 
 # ---- the web app over real HTTP (tests/test_webapp.py, tests/test_web_hardening.py) ----------------------------
